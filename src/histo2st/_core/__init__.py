@@ -1,0 +1,23 @@
+"""The histo2st data conventions: building, describing and checking samples."""
+
+from ._build import build_sample, check_counts
+from ._image import as_rgb_uint8, read_image
+from ._samples import as_samples
+from ._scale import SpatialScale, add_microns_system, get_scale, microns_transformations, pitch_from_centres, set_scale
+from ._validate import ConventionError, validate
+
+__all__ = [
+    "ConventionError",
+    "SpatialScale",
+    "add_microns_system",
+    "as_rgb_uint8",
+    "as_samples",
+    "build_sample",
+    "check_counts",
+    "get_scale",
+    "microns_transformations",
+    "pitch_from_centres",
+    "read_image",
+    "set_scale",
+    "validate",
+]

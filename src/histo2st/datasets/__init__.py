@@ -1,0 +1,1 @@
+"""Data sets (``st.datasets``): synthetic tissue with dense ground truth, and public data."""

@@ -1,0 +1,1 @@
+"""Preprocessing (``st.pp``): normalisation and gene selection, scanpy conventions."""

@@ -1,0 +1,1 @@
+"""Tools (``st.tl``): aggregation, model fitting and prediction."""

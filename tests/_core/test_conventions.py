@@ -1,0 +1,52 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import histo2st as st
+from histo2st._core import as_samples
+
+
+def test_import_does_not_import_torch():
+    code = "import sys, histo2st; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_from_arrays_follows_conventions(tiny_sample):
+    scale = st.io.validate(tiny_sample)
+    assert scale.microns_per_pixel == pytest.approx(1.0)
+    assert scale.mpp_source == "spot pitch"
+    table = tiny_sample["table"]
+    np.testing.assert_array_equal(table.layers["counts"].toarray(), table.X.toarray())
+    assert tiny_sample["spots"]["radius"].iloc[0] == pytest.approx(27.5)
+
+
+def test_microns_system_scales_radius(tiny_sample):
+    import spatialdata as sd
+
+    st.io.set_scale(tiny_sample, microns_per_pixel=0.5)
+    shapes = sd.transform(tiny_sample["spots"], to_coordinate_system="microns")
+    assert shapes["radius"].iloc[0] == pytest.approx(27.5 * 0.5)
+    assert st.io.get_scale(tiny_sample).mpp_source == "given"
+
+
+def test_validate_names_missing_table(tiny_sample):
+    del tiny_sample.tables["table"]
+    with pytest.raises(st.io.ConventionError, match="no table 'table'"):
+        st.io.validate(tiny_sample)
+
+
+def test_validate_requires_metadata(tiny_sample):
+    tiny_sample.attrs.clear()
+    with pytest.raises(st.io.ConventionError, match="set_scale"):
+        st.io.validate(tiny_sample)
+
+
+def test_as_samples_accepts_one_list_and_dict(tiny_sample):
+    assert list(as_samples(tiny_sample)) == ["tiny"]
+    assert list(as_samples({"a": tiny_sample})) == ["a"]
+    with pytest.raises(ValueError, match="both named 'tiny'"):
+        as_samples([tiny_sample, tiny_sample])
+    with pytest.raises(TypeError, match="SpatialData"):
+        as_samples(42)
