@@ -25,3 +25,19 @@ def tiny_sample():
     xy = np.array([[50, 50], [150, 50], [50, 150], [150, 150.0]])
     counts = rng.poisson(3, (4, 5))
     return st.io.from_arrays(image, xy, counts, list("abcde"), spot_diameter_um=55, spot_pitch_um=100, sample="tiny")
+
+
+@pytest.fixture(scope="session")
+def small_tissue():
+    """A normalised 600 µm synthetic tissue at 2 µm/px (about 40 spots, 8 genes), built once per session."""
+    import histo2st as st
+
+    sdata = st.datasets.synthetic_tissue(size_um=600, microns_per_pixel=2.0, n_genes=8, seed=1)
+    st.pp.normalize(sdata)
+    return sdata
+
+
+@pytest.fixture(scope="session")
+def tiny_pixnet() -> dict:
+    """PixNet hyperparameters small enough for a CPU test to train in seconds."""
+    return {"hidden_dim": 8, "pyramid_levels": 3, "crop_px": 96, "batch_size": 2, "tile_px": 128}

@@ -9,6 +9,11 @@ IMAGE_KEY = "he"  #: H&E image element, (c=3, y, x) uint8
 SHAPES_KEY = "spots"  #: circles of the measured spots, radius in image pixels
 TABLE_KEY = "table"  #: AnnData of the measured spots, linked to SHAPES_KEY
 TRUTH_KEY = "truth"  #: dense ground-truth expression image (genes as channels), synthetic data only
+CELLS_KEY = "cells"  #: label image of cell bodies, synthetic data only
+CELLS_TABLE_KEY = "table_cells"  #: table of the cells in CELLS_KEY (cell types), synthetic data only
+BINS_KEY = "bins_{:03d}um"  #: square bins of an edge in µm, e.g. "bins_008um" (Visium HD style)
+BINS_TABLE_KEY = "table_{:03d}um"  #: table of the square bins of an edge in µm, e.g. "table_008um"
+EXPECTED_LAYER = "expected"  #: noise-free expected counts of a synthetic table (what the counts were drawn from)
 PRED_KEY = "pred"  #: prefix of prediction outputs
 
 # --- coordinate systems ------------------------------------------------------------------------------------------

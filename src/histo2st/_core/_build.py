@@ -19,7 +19,7 @@ from .._constants import (
     REGION_KEY,
     SPATIAL_KEY,
 )
-from ._image import as_rgb_uint8
+from ._image import IMAGE_CHUNKS, as_rgb_uint8
 from ._scale import SpatialScale, microns_transformations
 
 
@@ -110,6 +110,7 @@ def build_sample(
         dims=("c", "y", "x"),
         c_coords=list(IMAGE_CHANNELS),
         scale_factors=list(scale_factors) if scale_factors else None,
+        chunks=IMAGE_CHUNKS,
         transformations=transformations,
     )
     ids = np.arange(n)

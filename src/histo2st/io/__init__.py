@@ -2,6 +2,10 @@
 
 from .._core import ConventionError, SpatialScale, get_scale, set_scale, validate
 from ._arrays import derive_microns_per_pixel, from_arrays
+from ._her2st import read_her2st
+from ._st import read_st
+from ._visium import read_visium, read_visium_hd
+from ._write import write_zarr
 
 __all__ = [
     "ConventionError",
@@ -9,6 +13,11 @@ __all__ = [
     "derive_microns_per_pixel",
     "from_arrays",
     "get_scale",
+    "read_her2st",
+    "read_st",
+    "read_visium",
+    "read_visium_hd",
     "set_scale",
     "validate",
+    "write_zarr",
 ]

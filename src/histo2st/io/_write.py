@@ -1,0 +1,52 @@
+"""Writing a sample to a zarr store without ever leaving a half-written or clobbered store behind."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from .._logging import logger
+
+
+def write_zarr(sdata, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``sdata`` to a zarr store atomically.
+
+    The store is written next to ``path`` under a temporary name and renamed into place only when complete, so an
+    interrupted write never leaves something that looks like a finished store, and an existing store is only
+    replaced when ``overwrite=True``.
+
+    Parameters
+    ----------
+    sdata
+        The SpatialData to write.
+    path
+        Destination ``.zarr`` directory.
+    overwrite
+        Replace an existing store at ``path``.
+
+    Returns
+    -------
+    The path written.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"'{path}' already exists. Pass `overwrite=True` to replace it, or choose another path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    start = time.perf_counter()
+    try:
+        sdata.write(tmp)
+        if path.exists():
+            trash = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            path.rename(trash)
+            tmp.rename(path)
+            shutil.rmtree(trash)
+        else:
+            tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    logger.info(f"Wrote '{path}' ({time.perf_counter() - start:.1f}s).")
+    return path

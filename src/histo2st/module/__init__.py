@@ -1,0 +1,6 @@
+"""Networks as pure ``nn.Module``s (no training logic); imported only by the models."""
+
+from ._pixnet import PixNetModule
+from ._thitogene import THItoGeneModule
+
+__all__ = ["PixNetModule", "THItoGeneModule"]

@@ -1,0 +1,133 @@
+"""PixNet network (Zhang, Yang & Pan 2025): H&E image in, dense gene expression map out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from histo2st.nn import PixNetDecoder, ResNet18, load_encoder_weights
+
+_ACTIVATIONS = {None: nn.Identity, "softplus": nn.Softplus}
+
+
+class PixNetModule(nn.Module):
+    """PixNet's dense prediction network: a pyramidal ResNet18 encoder and a U-Net-style decoder (Eq. 1-4).
+
+    ``images (B, 3, H, W)`` -> dense map ``G (B, n_genes, H, W)``. Spot values are obtained by aggregating ``G`` over
+    each spot (Eq. 5), outside this module; the loss (Eq. 6) is :func:`histo2st.nn.pixnet_loss`.
+
+    Architecture
+        Encoder (Eq. 1-2): :class:`~histo2st.nn.ResNet18` giving F_1..F_L, ``L = pyramid_levels``; F_1 is the stem
+        (stride 2, 64 channels), F_2..F_5 are layer1..layer4 (strides 4-32; 64, 128, 256, 512 channels).
+        Decoder (Eq. 3): ``D_0 = F_L``; ``D_l = DFFN(Dconv(D_{l-1}) + delta_l * F_{L-l})`` for ``l = 1..L-1``, with
+        ``Dconv`` a stride-2 transposed convolution to the channels of F_{L-l}, ``delta_l`` a learnable scalar and
+        ``DFFN`` a convolutional two-layer feed-forward block of width ``hidden_dim`` (see
+        :class:`~histo2st.nn.DFFN`). Head (Eq. 4): a 1 x 1 convolution from ``D_{L-1}`` (stride 2) to ``n_genes``
+        channels, resized bilinearly to ``(H, W)``, then the optional ``output_activation``.
+
+    Choices and deviations, with reasons
+        - Only the issue's summary of the paper's equations was available to us, not the method section itself;
+          the details below fill its gaps and should be checked against the paper.
+        - ``L = 5`` by default: every ResNet18 stage, from the stem at half resolution to layer4, as a U-Net on
+          ResNet18 does; the map therefore comes from features at half the input resolution. Smaller ``L`` drops the
+          deepest layers (cheaper, smaller receptive field).
+        - DFFN: ``x + Conv1x1(GELU(Conv3x3(x)))``, see :class:`~histo2st.nn.DFFN` for why.
+        - ``Dconv`` has kernel 2 (non-overlapping, no checkerboard artefacts); ``delta_l`` starts at 1.
+        - Any ``H, W``: the input is padded at the bottom and right by edge replication to a multiple of
+          :attr:`input_multiple` (``2**L``; 32 at the default) and the map is cropped back, so tiles whose sides are
+          multiples of it cost nothing extra.
+        - The paper's later versions add other encoders (UNI2) and a fusion block; this is the ResNet18 model.
+
+    Parameters
+    ----------
+    n_genes
+        Number of genes M (output channels).
+    hidden_dim
+        Hidden width of the decoder's DFFN blocks (512 in the paper).
+    pyramid_levels
+        Number of encoder levels L, 2 to 5.
+    encoder_weights
+        ``None`` (random initialisation), or a torchvision-format ResNet18 checkpoint (path or state dict), loaded
+        strictly with :func:`~histo2st.nn.load_encoder_weights`; ImageNet weights and Ciga et al.'s histopathology
+        ResNet18 both work. Inputs must then be normalised as those weights expect
+        (:func:`~histo2st.nn.normalize_images`).
+    output_activation
+        ``None`` (linear output) or ``"softplus"`` (non-negative output, for non-negative targets such as log1p
+        expression).
+    freeze_encoder
+        Keep the encoder fixed: no gradients, and its batch norm statistics are not updated in training mode.
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        *,
+        hidden_dim: int = 512,
+        pyramid_levels: int = 5,
+        encoder_weights: str | Path | dict | None = None,
+        output_activation: str | None = None,
+        freeze_encoder: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(n_genes, int) or n_genes < 1:
+            raise ValueError(f"`n_genes` must be a positive int, got {n_genes!r}.")
+        if not isinstance(hidden_dim, int) or hidden_dim < 1:
+            raise ValueError(f"`hidden_dim` must be a positive int, got {hidden_dim!r}.")
+        if pyramid_levels not in (2, 3, 4, 5):
+            raise ValueError(f"`pyramid_levels` must be 2, 3, 4 or 5 (ResNet18 has 5 levels), got {pyramid_levels!r}.")
+        if output_activation not in _ACTIVATIONS:
+            raise ValueError(f"`output_activation` must be one of {list(_ACTIVATIONS)}, got {output_activation!r}.")
+        self.n_genes = n_genes
+        self.hidden_dim = hidden_dim
+        self.pyramid_levels = pyramid_levels
+        self.output_activation = output_activation
+
+        self.encoder = ResNet18(num_classes=None, levels=pyramid_levels)
+        self.decoder = PixNetDecoder(self.encoder.channels, hidden_dim)
+        self.head = nn.Conv2d(self.decoder.out_channels, n_genes, 1)
+        self.activation = _ACTIVATIONS[output_activation]()
+        if encoder_weights is not None:
+            load_encoder_weights(self, encoder_weights, strict=True)
+        self.encoder_frozen = False
+        self.set_encoder_frozen(freeze_encoder)
+
+    @property
+    def input_multiple(self) -> int:
+        """Input sides that are multiples of this need no padding (the encoder's total stride, ``2**L``)."""
+        return 2**self.pyramid_levels
+
+    def set_encoder_frozen(self, frozen: bool = True) -> None:
+        """Freeze (``True``) or unfreeze the encoder: its ``requires_grad`` and its batch norm updates."""
+        self.encoder_frozen = bool(frozen)
+        for p in self.encoder.parameters():
+            p.requires_grad_(not self.encoder_frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> PixNetModule:
+        """Set training mode; a frozen encoder stays in eval mode so its batch norm statistics do not move."""
+        super().train(mode)
+        if getattr(self, "encoder_frozen", False):
+            self.encoder.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Dense map ``(B, n_genes, H, W)`` of normalised float images ``(B, 3, H, W)``."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"Expected images of shape (B, 3, H, W), got {tuple(images.shape)}.")
+        if not images.is_floating_point():
+            raise TypeError(
+                f"Expected normalised float images, got dtype {images.dtype}; "
+                "convert uint8 RGB with `histo2st.nn.normalize_images`."
+            )
+        height, width = images.shape[-2:]
+        m = self.input_multiple
+        pad_h, pad_w = -height % m, -width % m
+        if pad_h or pad_w:
+            images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
+        features = self.encoder.forward_pyramid(images)
+        g = self.head(self.decoder(features))
+        g = F.interpolate(g, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return self.activation(g[..., :height, :width])

@@ -1,0 +1,246 @@
+"""``st.tl.aggregate``: a dense map (genes or any channels) aggregated over spots or bins into a linked table."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+
+from .._constants import ATTRS_KEY, INSTANCE_KEY, PIXEL_CS, REGION_KEY, SPATIAL_KEY
+from .._logging import log_added
+from ._aggregate_arrays import TILE_BYTES, aggregate_array
+from ._tissue import tissue_mask as he_tissue_mask
+
+
+def aggregate(
+    sdata,
+    image_key: str,
+    *,
+    shapes_key: str | None = None,
+    spot_um: float | None = None,
+    shape: Literal["square", "circle"] = "square",
+    agg: Literal["mean", "sum"] = "mean",
+    tissue_mask: np.ndarray | bool | None = None,
+    key_added: str | None = None,
+    inplace: bool = True,
+    overwrite: bool = False,
+    tile_bytes: int = TILE_BYTES,
+):
+    """Aggregate an image (a predicted gene map, a truth map, any channels) over spots or bins.
+
+    Either over existing circles (``shapes_key``) or over a new grid of ``spot_um`` bins covering the tissue: square
+    bins of edge ``spot_um`` as in Visium HD, or circles of diameter ``spot_um`` on a square lattice of that pitch.
+    The map is read tile by tile, so a lazy map larger than memory works; see :func:`aggregate_array` for the rules
+    (pixel-centre rule for circles, exact area weights for squares, clipping at the map's edge).
+
+    Parameters
+    ----------
+    sdata
+        A histo2st sample (:class:`spatialdata.SpatialData` with ``attrs["histo2st"]``).
+    image_key
+        The image to aggregate, ``(c, y, x)``. It may be coarser than the H&E (e.g. 4 µm per pixel) if its
+        transformation to the ``"global"`` system (the H&E pixels) is a scale and translation.
+    shapes_key
+        Circles to aggregate over. ``None`` builds a grid of ``spot_um`` bins over the tissue.
+    spot_um
+        Bin edge (squares) or circle diameter in µm. With ``shapes_key`` it replaces the circles' radius.
+    shape
+        ``"square"`` or ``"circle"`` bins for a new grid.
+    agg
+        ``"mean"`` over the covered pixels (area) or ``"sum"`` (in map pixels, area-weighted for squares).
+    tissue_mask
+        Where the grid goes: ``None`` computes a mask from the H&E (Otsu on saturation), ``False`` covers the whole
+        map, or a bool array that covers the H&E extent at any resolution. Ignored with ``shapes_key``.
+    key_added
+        Name of the new table (its shapes are ``"{key_added}_shapes"``: spatialdata names are unique across element
+        types); default ``"{image_key}_{shape}_{spot_um}um"`` or ``"{image_key}_{shapes_key}"``.
+    inplace
+        Add the elements to ``sdata``; otherwise return them.
+    overwrite
+        Replace existing elements named ``key_added``.
+    tile_bytes
+        Bytes of map read at a time for maps that are not dask arrays.
+
+    Returns
+    -------
+    ``None`` if ``inplace``, else ``(shapes, table)``. In place it adds:
+
+    ``sdata.tables[key_added]``
+        AnnData, one row per spot: ``X`` the aggregated values (float32), ``var_names`` the image's channels,
+        ``obs["region"]``/``obs["spot_id"]`` linking it to its shapes, ``obs["clipped"]`` (spot cut at the map's
+        edge), ``obs["area_um2"]`` (covered area), ``obsm["spatial"]`` (centres in H&E pixels) and
+        ``uns["histo2st"]`` the parameters.
+    ``sdata.shapes[f"{key_added}_shapes"]``
+        The circles or square polygons (H&E pixels), unless ``shapes_key`` is given without ``spot_um``, in which
+        case the table annotates ``shapes_key``.
+    """
+    from spatialdata.models import ShapesModel, TableModel
+
+    from .._core import get_scale, microns_transformations
+
+    start = time.perf_counter()
+    scale = get_scale(sdata)
+    if image_key not in sdata.images:
+        raise KeyError(f"No image '{image_key}' in this sample; images: {list(sdata.images)}.")
+    if shape not in ("square", "circle"):
+        raise ValueError(f"`shape` must be 'square' or 'circle', got {shape!r}.")
+    if spot_um is not None and not spot_um > 0:
+        raise ValueError(f"`spot_um` must be a positive size in µm, got {spot_um!r}.")
+    element = sdata.images[image_key]
+    image = element["scale0"].ds["image"] if hasattr(element, "children") else element
+    channels = [str(c) for c in image.coords["c"].values]
+    map_scale, offset = _to_global(element, image_key)
+    height, width = image.shape[1:]
+    extent = (offset[0], offset[1], offset[0] + width * map_scale, offset[1] + height * map_scale)
+
+    if shapes_key is not None:
+        kind, xy, size_px, ids = _given_circles(sdata, shapes_key, spot_um, scale.microns_per_pixel)
+        region = shapes_key if spot_um is None else None
+    else:
+        if spot_um is None:
+            raise ValueError("Pass `spot_um=` (bin size in µm) to build a grid, or `shapes_key=` to use spots.")
+        kind = shape
+        size_px = spot_um / scale.microns_per_pixel
+        mask = _tissue(sdata, scale.image_key, tissue_mask)
+        xy = _grid(extent, size_px, mask)
+        ids = np.arange(len(xy))
+        region = None
+    if len(xy) == 0:
+        raise ValueError("No spots to aggregate over: the tissue mask is empty; pass `tissue_mask=False`.")
+
+    local = (xy - offset) / map_scale
+    if kind == "circle":
+        result = aggregate_array(image.data, centers=local, radii=size_px / 2 / map_scale, agg=agg,
+                                 tile_bytes=tile_bytes)  # fmt: skip
+    else:
+        result = aggregate_array(image.data, origins=local - size_px / 2 / map_scale, size=size_px / map_scale,
+                                 agg=agg, tile_bytes=tile_bytes)  # fmt: skip
+
+    spot_label = f"{spot_um:g}um" if spot_um is not None else None
+    key = key_added or (f"{image_key}_{shapes_key}" if shapes_key else f"{image_key}_{kind}_{spot_label}")
+    shapes_name = f"{key}_shapes"
+    if inplace and not overwrite and (key in sdata.tables or shapes_name in sdata.shapes):
+        raise ValueError(f"'{key}' already exists in this sample; pass `overwrite=True` or another `key_added`.")
+    transformations = microns_transformations(scale.microns_per_pixel)
+    shapes = None
+    if region is None:
+        region = shapes_name
+        shapes = _shapes(kind, xy, size_px, ids, transformations, ShapesModel)
+
+    import anndata as ad
+    import pandas as pd
+
+    map_um = map_scale * scale.microns_per_pixel
+    obs = pd.DataFrame(
+        {
+            REGION_KEY: pd.Categorical([region] * len(ids)),
+            INSTANCE_KEY: ids,
+            "clipped": result.clipped,
+            "area_um2": result.area * map_um**2,
+        },
+        index=pd.Index([f"{key}_{i}" for i in ids]),
+    )
+    adata = ad.AnnData(X=result.values.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(channels)),
+                       obsm={SPATIAL_KEY: np.asarray(xy, dtype=np.float64)})  # fmt: skip
+    adata.uns[ATTRS_KEY] = {
+        "image_key": image_key,
+        "shapes_key": region,
+        "shape": kind,
+        "spot_um": float(spot_um) if spot_um is not None else float(np.median(size_px)) * scale.microns_per_pixel,
+        "agg": agg,
+        "microns_per_pixel": scale.microns_per_pixel,
+        "map_microns_per_pixel": map_um,
+        "n_clipped": int(result.clipped.sum()),
+    }
+    table = TableModel.parse(adata, region=region, region_key=REGION_KEY, instance_key=INSTANCE_KEY)
+    if not inplace:
+        return shapes, table
+    written = []
+    if shapes is not None:
+        if shapes_name in sdata.shapes:
+            del sdata.shapes[shapes_name]
+        sdata.shapes[shapes_name] = shapes
+        written.append(f"shapes['{shapes_name}']")
+    if key in sdata.tables:
+        del sdata.tables[key]
+    sdata.tables[key] = table
+    written.append(f"tables['{key}']")
+    log_added("sdata", written, start)
+    return None
+
+
+def _to_global(element, name: str) -> tuple[float, np.ndarray]:
+    """Isotropic scale and (x, y) offset from an element's own pixels to the ``"global"`` (H&E pixel) system."""
+    from spatialdata.transformations import get_transformation
+
+    systems = get_transformation(element, get_all=True)
+    if PIXEL_CS not in systems:
+        raise ValueError(
+            f"Element '{name}' has no transformation to the '{PIXEL_CS}' (H&E pixel) system; set one, e.g. "
+            f"`set_transformation(el, Scale([4, 4], axes=('y', 'x')), '{PIXEL_CS}')` for a 4x coarser map."
+        )
+    m = systems[PIXEL_CS].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
+    if abs(m[0, 1]) > 1e-9 or abs(m[1, 0]) > 1e-9 or not np.isclose(m[0, 0], m[1, 1]) or m[0, 0] <= 0:
+        raise ValueError(
+            f"Element '{name}' must map to '{PIXEL_CS}' by an equal x/y scale and a translation (no rotation or "
+            f"shear); got the matrix {m.round(4).tolist()}. Resample it onto the H&E pixel grid first."
+        )
+    return float(m[0, 0]), np.array([m[0, 2], m[1, 2]])
+
+
+def _given_circles(sdata, shapes_key, spot_um, microns_per_pixel):
+    if shapes_key not in sdata.shapes:
+        raise KeyError(f"No shapes '{shapes_key}' in this sample; shapes: {list(sdata.shapes)}.")
+    shapes = sdata.shapes[shapes_key]
+    if "radius" not in shapes.columns:
+        raise ValueError(f"Shapes '{shapes_key}' are not circles (no 'radius' column); only circles are supported.")
+    map_scale, offset = _to_global(shapes, shapes_key)
+    xy = np.column_stack([shapes.geometry.x, shapes.geometry.y]) * map_scale + offset
+    diameter = spot_um / microns_per_pixel if spot_um is not None else 2 * shapes["radius"].to_numpy() * map_scale
+    return "circle", xy, diameter, shapes.index.to_numpy()
+
+
+def _tissue(sdata, he_key, tissue_mask):
+    if tissue_mask is False:
+        return None
+    if tissue_mask is None:
+        if he_key not in sdata.images:
+            raise ValueError(f"No H&E image '{he_key}' to find the tissue; pass `tissue_mask=` or `False`.")
+        he = sdata.images[he_key]
+        he = he["scale0"].ds["image"] if hasattr(he, "children") else he
+        mask, factor = he_tissue_mask(he.data)
+        return mask, factor
+    mask = np.asarray(tissue_mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"`tissue_mask` must be a 2-D bool array over the H&E, got shape {mask.shape}.")
+    he = sdata.images[he_key]
+    he = he["scale0"].ds["image"] if hasattr(he, "children") else he
+    return mask, he.shape[1] / mask.shape[0]
+
+
+def _grid(extent, size_px, mask) -> np.ndarray:
+    """Centres ``(x, y)`` in H&E pixels of a grid of ``size_px`` bins over ``extent``, kept where on tissue."""
+    x0, y0, x1, y1 = extent
+    xs = np.arange(x0 + size_px / 2, x1, size_px)
+    ys = np.arange(y0 + size_px / 2, y1, size_px)
+    gx, gy = np.meshgrid(xs, ys)
+    xy = np.column_stack([gx.ravel(), gy.ravel()])
+    if mask is None:
+        return xy
+    mask, factor = mask
+    i = np.clip((xy[:, 1] / factor).astype(int), 0, mask.shape[0] - 1)
+    j = np.clip((xy[:, 0] / factor).astype(int), 0, mask.shape[1] - 1)
+    return xy[mask[i, j]]
+
+
+def _shapes(kind, xy, size_px, ids, transformations, model):
+    if kind == "circle":
+        return model.parse(xy, geometry=0, radius=np.broadcast_to(size_px / 2, len(xy)).copy(), index=ids,
+                           transformations=transformations)  # fmt: skip
+    import geopandas as gpd
+    import shapely
+
+    half = np.broadcast_to(size_px / 2, len(xy))
+    boxes = shapely.box(xy[:, 0] - half, xy[:, 1] - half, xy[:, 0] + half, xy[:, 1] + half)
+    return model.parse(gpd.GeoDataFrame(geometry=boxes, index=ids), transformations=transformations)

@@ -1,0 +1,85 @@
+"""``st.tl.fit``: train a model on one or several sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def fit(
+    data,
+    model: str = "pixnet",
+    *,
+    genes=None,
+    epochs: int = 30,
+    batch_size: int | None = None,
+    microns_per_pixel: float | None = None,
+    validation=0.15,
+    device: str | None = None,
+    checkpoint_dir: str | Path | None = None,
+    max_time: float | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    **hyperparameters,
+):
+    """Train a model that predicts gene expression from H&E.
+
+    Parameters
+    ----------
+    data
+        A normalised SpatialData (:func:`histo2st.pp.normalize`), or a list or dict of them (several sections).
+    model
+        ``"pixnet"`` (dense maps) or ``"thitogene"``.
+    genes
+        Genes to predict; default the genes shared by every section's table (usually after
+        :func:`histo2st.pp.select_genes`).
+    epochs
+        Maximum number of epochs (early stopping on validation PCC may stop sooner).
+    batch_size
+        Crops (PixNet) or spots per batch; default the model's.
+    microns_per_pixel
+        Resolution the model works at; default the model's (PixNet: 2 µm/px).
+    validation
+        A fraction of spots per section held out at random, a section name or list of names held out whole, or
+        ``None`` for no validation. Validation spots never enter the loss.
+    device
+        ``"cpu"``, ``"cuda"``, ``"mps"``; default :attr:`histo2st.settings.device`.
+    checkpoint_dir
+        Directory for a checkpoint after every epoch; a run pointed at an existing checkpoint resumes from it.
+    max_time
+        Stop after the epoch during which this many seconds have passed.
+    seed
+        Random seed; default :attr:`histo2st.settings.seed`.
+    progress
+        Show a progress bar with the loss and validation PCC.
+    **hyperparameters
+        Passed to the model class (e.g. ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder_weights``).
+
+    Returns
+    -------
+    The trained model (:class:`histo2st.model.PixNet`, ...), with ``model.history`` and ``model.card``.
+    """
+    from .._core import as_samples
+    from ..model import MODELS
+    from ..train import common_genes
+
+    if model not in MODELS:
+        raise ValueError(f"Unknown model {model!r}; choose one of {sorted(MODELS)}.")
+    samples = as_samples(data)
+    genes = common_genes(samples) if genes is None else list(genes)
+    kwargs = dict(hyperparameters)
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    if microns_per_pixel is not None:
+        kwargs["microns_per_pixel"] = microns_per_pixel
+    instance = MODELS[model](genes, **kwargs)
+    instance.train(
+        samples,
+        epochs=epochs,
+        validation=validation,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        max_time=max_time,
+        seed=seed,
+        progress=progress,
+    )
+    return instance

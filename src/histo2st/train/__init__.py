@@ -1,0 +1,16 @@
+"""Training: one trainer for every model, the training plans, and the sections they train on."""
+
+from ._pixnet_plan import PixNetPlan
+from ._sections import Section, common_genes, prepare_sections, split_validation
+from ._trainer import Trainer, TrainerConfig, TrainingPlan
+
+__all__ = [
+    "PixNetPlan",
+    "Section",
+    "Trainer",
+    "TrainerConfig",
+    "TrainingPlan",
+    "common_genes",
+    "prepare_sections",
+    "split_validation",
+]

@@ -1,0 +1,151 @@
+"""Training plan of PixNet: crops holding measured spots, spot means of the dense map, MSE + λ(1 − PCC)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..model._tiling import make_grid, predict_spots_tiled, read_tile
+from ._augment import color_jitter, flip_rotate
+from ._metrics import spot_metrics
+from ._sections import Section
+
+
+class PixNetPlan:
+    """Sparse supervision of a dense map (PixNet paper, Eq. 5–6).
+
+    Each batch holds ``batch_size`` crops of ``crop_px`` pixels. A crop is placed at random so that an anchor spot
+    lies fully inside; every training spot whose circle is fully inside the crop is supervised with the mean of the
+    dense map over its circle (the paper sums; the mean keeps predictions on the scale of the targets at any spot
+    size). One epoch anchors about as many crops as it takes to see each training spot once.
+
+    Parameters
+    ----------
+    module
+        A :class:`~histo2st.module.PixNetModule`.
+    train, val
+        Sections at the model resolution; ``val`` may be empty.
+    crop_px
+        Crop edge in pixels (multiple of 32).
+    batch_size
+        Crops per batch.
+    lam
+        Weight of the ``1 − PCC`` term.
+    lr, weight_decay
+        Adam settings (paper: 5e-4, 1e-4).
+    augment
+        Random flips, 90° rotations and colour jitter.
+    """
+
+    def __init__(
+        self,
+        module,
+        train: list[Section],
+        val: list[Section],
+        *,
+        crop_px: int = 256,
+        batch_size: int = 8,
+        lam: float = 0.5,
+        lr: float = 5e-4,
+        weight_decay: float = 1e-4,
+        augment: bool = True,
+    ) -> None:
+        self.module = module
+        self.train, self.val = train, val
+        self.crop_px, self.batch_size, self.lam = crop_px, batch_size, lam
+        self.lr, self.weight_decay, self.augment = lr, weight_decay, augment
+        r_max = max(float(s.radii.max()) for s in train if s.n_spots)
+        if crop_px % 32 or crop_px < 2 * r_max + 2:
+            raise ValueError(
+                f"`crop_px={crop_px}` must be a multiple of 32 and larger than a spot ({2 * r_max:.0f} px across at "
+                "the model resolution); raise `crop_px` or train at a coarser `microns_per_pixel`."
+            )
+        self.grid = make_grid(max(crop_px, 32 * math.ceil((4 * r_max + 64) / 32)), halo=int(math.ceil(r_max)) + 16)
+        self._anchors = np.concatenate(
+            [np.stack([np.full(s.n_spots, i), np.arange(s.n_spots)], 1) for i, s in enumerate(train)]
+        )
+        self.crops_per_epoch = max(self.batch_size, round(len(self._anchors) / self._spots_per_crop()))
+
+    def _spots_per_crop(self) -> float:
+        """Average number of training spots fully inside a crop centred on a spot (sets the epoch length)."""
+        counts = []
+        for s in self.train:
+            reach = self.crop_px / 2 - s.radii.max()
+            counts.extend(len(n) for n in cKDTree(s.centers).query_ball_point(s.centers, r=max(reach, 0), p=np.inf))
+        return max(1.0, float(np.mean(counts)))
+
+    def configure_optimizer(self, parameters):
+        import torch
+
+        return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+
+    def batches(self, epoch: int, rng: np.random.Generator):
+        order = rng.permutation(len(self._anchors))
+        n_anchor = self.crops_per_epoch
+        picks = np.resize(order, n_anchor)
+        for start in range(0, n_anchor - self.batch_size + 1, self.batch_size):
+            yield self._make_batch(self._anchors[picks[start : start + self.batch_size]], rng)
+
+    def _make_batch(self, anchors: np.ndarray, rng: np.random.Generator) -> dict:
+        s = self.crop_px
+        images, bidx, centers, radii, targets = [], [], [], [], []
+        for b, (si, spot) in enumerate(anchors):
+            sec = self.train[si]
+            (cx, cy), r = sec.centers[spot], sec.radii[spot]
+            x0 = int(np.floor(rng.uniform(cx + r - s, cx - r)))
+            y0 = int(np.floor(rng.uniform(cy + r - s, cy - r)))
+            local = sec.centers - np.array([x0, y0], dtype=np.float32)
+            inside = np.flatnonzero(
+                (local[:, 0] - sec.radii >= 0)
+                & (local[:, 0] + sec.radii <= s)
+                & (local[:, 1] - sec.radii >= 0)
+                & (local[:, 1] + sec.radii <= s)
+            )
+            crop = read_tile(sec.image, y0, x0, s)
+            xy = local[inside]
+            if self.augment:
+                crop, xy = flip_rotate(crop, xy, rng)
+            images.append(crop)
+            bidx.append(np.full(len(inside), b))
+            centers.append(xy)
+            radii.append(sec.radii[inside])
+            targets.append(sec.targets[inside])
+        return {
+            "images": np.stack(images),
+            "batch_index": np.concatenate(bidx),
+            "centers": np.concatenate(centers).astype(np.float32),
+            "radii": np.concatenate(radii).astype(np.float32),
+            "targets": np.concatenate(targets),
+            "jitter_seed": int(rng.integers(2**31)),
+        }
+
+    def training_step(self, module, batch: dict, device) -> dict:
+        import torch
+
+        from ..nn import normalize_images, pixnet_loss, spot_pool
+
+        x = torch.from_numpy(batch["images"]).to(device)
+        if self.augment:
+            gen = torch.Generator(device=x.device).manual_seed(batch["jitter_seed"])
+            x = color_jitter(x.float().div_(255), gen).mul_(255).round_().to(torch.uint8)
+        maps = module(normalize_images(x))
+        pred = spot_pool(
+            maps,
+            torch.from_numpy(batch["batch_index"]).to(device),
+            torch.from_numpy(batch["centers"]).to(device),
+            torch.from_numpy(batch["radii"]).to(device),
+        )
+        return pixnet_loss(pred.float(), torch.from_numpy(batch["targets"]).to(device), lam=self.lam)
+
+    def validate(self, module, device) -> dict:
+        if not self.val:
+            return {}
+        from ..nn import normalize_images
+
+        preds = [
+            predict_spots_tiled(module, s.image, s.centers, s.radii, self.grid, device, normalize=normalize_images)
+            for s in self.val
+        ]
+        return spot_metrics(preds, [s.targets for s in self.val])

@@ -1,0 +1,218 @@
+"""One training loop for every model: epochs, validation, early stopping, checkpoints, resume, DDP, AMP."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .._logging import logger
+from ._distributed import DistInfo, device_for_rank, init_distributed
+
+CHECKPOINT_NAME = "last.pt"
+
+
+class TrainingPlan(Protocol):
+    """What a model hands to :class:`Trainer` (scvi-tools' split: the plan knows the data and the loss)."""
+
+    module: object
+
+    def configure_optimizer(self, parameters):
+        """Return a torch optimizer over ``parameters``."""
+
+    def batches(self, epoch: int, rng: np.random.Generator):
+        """Yield the training batches of one epoch; must depend only on ``epoch`` and ``rng``."""
+
+    def training_step(self, module, batch, device) -> dict:
+        """Compute the loss of one batch; return a dict with at least ``"loss"`` (a tensor)."""
+
+    def validate(self, module, device) -> dict:
+        """Return validation metrics (floats) computed on data never used for the loss."""
+
+
+@dataclass
+class TrainerConfig:
+    """Options of :class:`Trainer`.
+
+    Attributes
+    ----------
+    epochs
+        Maximum number of epochs.
+    seed
+        Seeds torch and the batch sampling; each epoch's batches depend only on (seed, epoch, rank).
+    device
+        Torch device string (already resolved, not ``"auto"``).
+    checkpoint_dir
+        Where to save ``last.pt`` after every epoch; resume from it when it exists and ``resume`` is true.
+    resume
+        Continue from ``checkpoint_dir/last.pt`` when present.
+    patience
+        Stop after this many epochs without improvement of ``monitor``; ``None`` disables early stopping.
+    monitor
+        Validation metric to maximise.
+    mixed_precision
+        Autocast to bfloat16 on CUDA (``"auto"`` enables it on CUDA only).
+    progress
+        Show a tqdm progress bar.
+    max_time
+        Stop after the epoch during which this many seconds of training have passed.
+    """
+
+    epochs: int = 50
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_dir: str | os.PathLike | None = None
+    resume: bool = True
+    patience: int | None = 10
+    monitor: str = "val_pcc"
+    mixed_precision: bool | str = "auto"
+    progress: bool = True
+    max_time: float | None = None
+
+
+class Trainer:
+    """Train a module through its :class:`TrainingPlan`.
+
+    The best weights by ``config.monitor`` are restored at the end when there was validation. Under ``torchrun`` the
+    module is wrapped in ``DistributedDataParallel`` and every rank samples different batches; all ranks validate on
+    the same data, so they take the same early-stopping decision, and only rank 0 writes checkpoints.
+    """
+
+    def __init__(self, plan: TrainingPlan, config: TrainerConfig) -> None:
+        self.plan = plan
+        self.config = config
+        self.history: list[dict] = []
+
+    def fit(self) -> list[dict]:
+        """Run training; returns the per-epoch history (also kept in ``self.history``)."""
+        import torch
+
+        cfg = self.config
+        dist = init_distributed(cfg.device)
+        device = torch.device(device_for_rank(cfg.device, dist))
+        torch.manual_seed(cfg.seed)
+        module = self.plan.module.to(device)
+        train_module = self._wrap(module, dist, device)
+        optimizer = self.plan.configure_optimizer(module.parameters())
+        amp = cfg.mixed_precision is True or (cfg.mixed_precision == "auto" and device.type == "cuda")
+
+        state = _TrainState()
+        ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
+        if ckpt is not None and cfg.resume and ckpt.is_file():
+            state = self._load(ckpt, module, optimizer)
+            logger.info(f"Resuming from '{ckpt}' after epoch {state.epoch}.")
+        self.history = state.history
+
+        start = time.perf_counter() - state.elapsed
+        bar = _progress(cfg, dist, total=cfg.epochs, initial=state.epoch)
+        for epoch in range(state.epoch, cfg.epochs):
+            if state.stopped:
+                break
+            rng = np.random.default_rng([cfg.seed, epoch, dist.rank])
+            train_module.train()
+            losses, t0 = [], time.perf_counter()
+            for batch in self.plan.batches(epoch, rng):
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                    out = self.plan.training_step(train_module, batch, device)
+                out["loss"].backward()
+                optimizer.step()
+                losses.append(float(out["loss"].detach()))
+            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan}
+            record["epoch_seconds"] = time.perf_counter() - t0
+            module.eval()
+            with torch.no_grad():
+                record.update(self.plan.validate(module, device))
+            self.history.append(record)
+            state.epoch = epoch + 1
+            state.elapsed = time.perf_counter() - start
+            self._track_best(state, record, module)
+            if ckpt is not None and dist.is_main:
+                self._save(ckpt, state, module, optimizer)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", cfg.monitor)})
+            if cfg.max_time is not None and state.elapsed > cfg.max_time:
+                logger.info(f"Stopping after epoch {epoch + 1}: time budget of {cfg.max_time:.0f}s reached.")
+                break
+        if bar is not None:
+            bar.close()
+        if state.best_state is not None:
+            module.load_state_dict(state.best_state)
+        module.eval()
+        return self.history
+
+    def _wrap(self, module, dist: DistInfo, device):
+        if not dist.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def _track_best(self, state: _TrainState, record: dict, module) -> None:
+        value = record.get(self.config.monitor)
+        if value is None or not np.isfinite(value):
+            return
+        if value > state.best_value:
+            state.best_value, state.best_epoch, state.bad_epochs = value, record["epoch"], 0
+            state.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+        else:
+            state.bad_epochs += 1
+            if self.config.patience is not None and state.bad_epochs >= self.config.patience:
+                state.stopped = True
+                logger.info(
+                    f"Early stopping after epoch {record['epoch']}: best {self.config.monitor}="
+                    f"{state.best_value:.4f} at epoch {state.best_epoch}."
+                )
+
+    def _save(self, path: Path, state: _TrainState, module, optimizer) -> None:
+        import torch
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "state": state.__dict__,
+            "module": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # atomic: a crash mid-save leaves the previous checkpoint intact
+
+    def _load(self, path: Path, module, optimizer) -> _TrainState:
+        import torch
+
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        module.load_state_dict(payload["module"])
+        optimizer.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["torch_rng"])
+        state = _TrainState()
+        state.__dict__.update(payload["state"])
+        return state
+
+
+@dataclass
+class _TrainState:
+    epoch: int = 0
+    elapsed: float = 0.0
+    history: list = field(default_factory=list)
+    best_value: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    best_state: dict | None = None
+    stopped: bool = False
+
+
+def _progress(cfg: TrainerConfig, dist: DistInfo, *, total: int, initial: int):
+    if not cfg.progress or not dist.is_main:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="epochs", unit="epoch")

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+import histo2st as st
+from histo2st._constants import INSTANCE_KEY, REGION_KEY
+from histo2st._kernels import aggregate_circles
+
+
+@pytest.fixture
+def sample_with_map(tiny_sample):
+    """tiny_sample plus a 3-channel map 'pred' at 4 H&E pixels per map pixel (as a coarse prediction would be)."""
+    from spatialdata.models import Image2DModel
+    from spatialdata.transformations import Scale
+
+    rng = np.random.default_rng(0)
+    data = rng.random((3, 75, 100)).astype(np.float32)
+    data[2] = 7.0  # a constant channel
+    tiny_sample.images["pred"] = Image2DModel.parse(
+        data, dims=("c", "y", "x"), c_coords=["g0", "g1", "g2"], transformations={"global": Scale([4, 4], ("y", "x"))}
+    )
+    return tiny_sample, data
+
+
+def test_aggregate_over_spots_links_table_to_shapes(sample_with_map):
+    sdata, data = sample_with_map
+    st.tl.aggregate(sdata, "pred", shapes_key="spots")
+    table = sdata.tables["pred_spots"]
+    assert "pred_spots_shapes" not in sdata.shapes  # the table annotates the existing circles
+    attrs = table.uns["spatialdata_attrs"]
+    assert attrs["region"] == "spots"
+    assert attrs["region_key"] == REGION_KEY
+    assert attrs["instance_key"] == INSTANCE_KEY
+    assert list(table.var_names) == ["g0", "g1", "g2"]
+    np.testing.assert_array_equal(table.obs[INSTANCE_KEY], sdata.shapes["spots"].index)
+    circles = sdata.shapes["spots"]
+    centers = np.column_stack([circles.geometry.x, circles.geometry.y]) / 4
+    expected, _ = aggregate_circles(data, centers, circles["radius"].to_numpy() / 4, agg="mean")
+    np.testing.assert_allclose(table.X, expected, rtol=1e-6)
+    assert table.uns["histo2st"]["map_microns_per_pixel"] == pytest.approx(4.0)
+    assert table.uns["histo2st"]["agg"] == "mean"
+
+
+@pytest.mark.parametrize("shape", ["square", "circle"])
+def test_aggregate_grid_writes_shapes_and_table(sample_with_map, shape):
+    sdata, _ = sample_with_map
+    st.tl.aggregate(sdata, "pred", spot_um=8, shape=shape, tissue_mask=False)
+    key = f"pred_{shape}_8um"
+    shapes, table = sdata.shapes[f"{key}_shapes"], sdata.tables[key]
+    assert len(shapes) == len(table) == (400 // 8) * (300 // 8)
+    assert table.uns["spatialdata_attrs"]["region"] == f"{key}_shapes"
+    np.testing.assert_allclose(table[:, "g2"].X, 7.0, rtol=1e-6)  # a constant map averages to itself
+    if shape == "square":
+        np.testing.assert_allclose(shapes.geometry.area, 64.0)  # 8 µm at 1 µm per pixel
+        np.testing.assert_allclose(table.obs["area_um2"], 64.0)
+    else:
+        np.testing.assert_allclose(shapes["radius"], 4.0)
+    assert not table.obs["clipped"].any()
+    with pytest.raises(ValueError, match="overwrite=True"):
+        st.tl.aggregate(sdata, "pred", spot_um=8, shape=shape, tissue_mask=False)
+
+
+def test_sub_pixel_bins_on_a_coarse_map(sample_with_map):
+    sdata, _ = sample_with_map
+    shapes, table = st.tl.aggregate(sdata, "pred", spot_um=2, tissue_mask=False, inplace=False)
+    assert "pred_square_2um" not in sdata.tables
+    assert len(table) == 200 * 150
+    np.testing.assert_allclose(table[:, "g2"].X, 7.0, rtol=1e-6)
+    np.testing.assert_allclose(table.obs["area_um2"], 4.0)
+
+
+def test_default_tissue_mask_keeps_bins_on_tissue(tiny_sample):
+    from spatialdata.models import Image2DModel
+
+    from histo2st._core import microns_transformations
+
+    he = np.full((3, 300, 400), 240, dtype=np.uint8)  # white glass
+    he[:, 100:200, 50:150] = np.array([200, 80, 150], dtype=np.uint8)[:, None, None]  # pink tissue
+    tiny_sample.images["he"] = Image2DModel.parse(
+        he, dims=("c", "y", "x"), c_coords=["r", "g", "b"], transformations=microns_transformations(1.0)
+    )
+    st.tl.aggregate(tiny_sample, "he", spot_um=10)
+    xy = tiny_sample.tables["he_square_10um"].obsm["spatial"]
+    assert len(xy) == 100
+    assert (xy[:, 0] > 50).all()
+    assert (xy[:, 0] < 150).all()
+    assert (xy[:, 1] > 100).all()
+    assert (xy[:, 1] < 200).all()
+
+
+def test_clear_errors(sample_with_map):
+    sdata, _ = sample_with_map
+    with pytest.raises(ValueError, match="spot_um"):
+        st.tl.aggregate(sdata, "pred")
+    with pytest.raises(KeyError, match="No image"):
+        st.tl.aggregate(sdata, "missing", spot_um=8)

@@ -1,0 +1,61 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import histo2st as st
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_pixnet):
+    sdata = st.datasets.synthetic_tissue(size_um=600, microns_per_pixel=2.0, n_genes=6, seed=2)
+    st.pp.normalize(sdata)
+    model = st.tl.fit(sdata, "pixnet", epochs=1, microns_per_pixel=4.0, progress=False, **tiny_pixnet)
+    return sdata, model
+
+
+def test_fit_rejects_unknown_model(fitted):
+    with pytest.raises(ValueError, match="Unknown model 'nope'"):
+        st.tl.fit(fitted[0], "nope")
+
+
+def test_predict_writes_dense_map_and_tables(fitted, tmp_path):
+    sdata, model = fitted
+    st.tl.predict(sdata, model, spot_um=16)
+    pred = sdata.images["pred"]
+    assert list(pred.coords["c"].values) == model.genes
+    assert pred.dtype == np.float16
+    assert pred.shape[1:] == (150, 150)  # 600 µm at 4 µm/px
+    spots = sdata.tables["pred_spots"]
+    assert spots.n_obs == sdata["table"].n_obs
+    assert np.isfinite(spots.X).all()
+    assert spots.uns["histo2st"]["model"]["model"] == "pixnet"
+    bins = sdata.tables["pred_square_16um"]
+    assert "pred_square_16um_shapes" in sdata.shapes
+    assert bins.n_obs > 0
+    with pytest.raises(ValueError, match="overwrite=True"):
+        st.tl.predict(sdata, model)
+
+    path = tmp_path / "s.zarr"
+    st.io.write_zarr(sdata, path)
+    code = (
+        "import spatialdata as sd, numpy as np, sys; s = sd.read_zarr(sys.argv[1]); "
+        "assert s['pred'].shape[1:] == (150, 150); assert s['pred_spots'].n_obs > 0; "
+        "assert np.isfinite(np.asarray(s['pred'].data[:, :10, :10].compute(), dtype=float)).all()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+
+
+def test_predict_into_backed_store_streams_the_map(fitted, tmp_path):
+    sdata, model = fitted
+    path = tmp_path / "b.zarr"
+    copy = st.datasets.synthetic_tissue(size_um=600, microns_per_pixel=2.0, n_genes=6, seed=2)
+    copy.write(path)
+    st.tl.predict(copy, model, key_added="p2")
+    assert copy.is_backed()
+    import spatialdata as sd
+
+    back = sd.read_zarr(path)
+    assert "p2" in back.images
+    np.testing.assert_allclose(back.tables["p2_spots"].X, copy.tables["p2_spots"].X, rtol=1e-6)
