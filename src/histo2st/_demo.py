@@ -17,7 +17,7 @@ def run_demo(
     out: str | Path,
     *,
     size_um: float | None = None,
-    epochs: int = 15,
+    epochs: int = 30,
     max_time: float | None = 240.0,
     seed: int = 0,
     overwrite: bool = False,

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output directory")
     demo.add_argument("--size-um", type=float, default=None, help="tissue edge in µm (default: the generator's)")
-    demo.add_argument("--epochs", type=int, default=15, help="maximum training epochs")
+    demo.add_argument("--epochs", type=int, default=30, help="maximum training epochs")
     demo.add_argument("--max-time", type=float, default=240.0, help="training time budget in seconds")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--overwrite", action="store_true", help="replace an existing output store")

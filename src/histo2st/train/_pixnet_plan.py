@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..model._tiling import make_grid, predict_spots_tiled, read_tile
 from ._augment import color_jitter, flip_rotate
@@ -19,7 +18,7 @@ class PixNetPlan:
     Each batch holds ``batch_size`` crops of ``crop_px`` pixels. A crop is placed at random so that an anchor spot
     lies fully inside; every training spot whose circle is fully inside the crop is supervised with the mean of the
     dense map over its circle (the paper sums; the mean keeps predictions on the scale of the targets at any spot
-    size). One epoch anchors about as many crops as it takes to see each training spot once.
+    size). One epoch anchors one crop on every training spot, in random order.
 
     Parameters
     ----------
@@ -66,15 +65,7 @@ class PixNetPlan:
         self._anchors = np.concatenate(
             [np.stack([np.full(s.n_spots, i), np.arange(s.n_spots)], 1) for i, s in enumerate(train)]
         )
-        self.crops_per_epoch = max(self.batch_size, round(len(self._anchors) / self._spots_per_crop()))
-
-    def _spots_per_crop(self) -> float:
-        """Average number of training spots fully inside a crop centred on a spot (sets the epoch length)."""
-        counts = []
-        for s in self.train:
-            reach = self.crop_px / 2 - s.radii.max()
-            counts.extend(len(n) for n in cKDTree(s.centers).query_ball_point(s.centers, r=max(reach, 0), p=np.inf))
-        return max(1.0, float(np.mean(counts)))
+        self.crops_per_epoch = max(self.batch_size, len(self._anchors))
 
     def configure_optimizer(self, parameters):
         import torch
