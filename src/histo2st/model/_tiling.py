@@ -38,7 +38,8 @@ def core_chunks(n: int, grid: TileGrid) -> tuple[int, ...]:
     """
     chunks = [grid.core] * (n // grid.core) + ([n % grid.core] if n % grid.core else [])
     if len(chunks) > 1 and chunks[-1] < grid.halo:
-        chunks[-2] += chunks.pop()
+        last = chunks.pop()
+        chunks[-1] += last
     return tuple(chunks)
 
 
