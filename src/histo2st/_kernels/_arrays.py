@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._half import as_kernel_input
 from ._reduce import sum_labels, sum_spans
 from ._spans import Spans, circle_spans, square_spans
 from ._threads import n_threads, use_threads
@@ -52,10 +51,9 @@ def finish(sums: np.ndarray, area: np.ndarray, agg: str) -> np.ndarray:
 def aggregate_spans(image: np.ndarray, spans: Spans, agg: str = "sum") -> np.ndarray:
     """Sum or mean of a ``(C, H, W)`` numpy map over precomputed :class:`Spans`; ``(n, C)`` float64."""
     check_agg(agg)
-    data, table = as_kernel_input(check_map(image))
     threads = n_threads()
     use_threads(threads)
-    return finish(sum_spans(data, table, spans, threads=threads), spans.area, agg)
+    return finish(sum_spans(check_map(image), spans, threads=threads), spans.area, agg)
 
 
 def aggregate_circles(image, centers, radii, *, agg: str = "sum") -> tuple[np.ndarray, np.ndarray]:
@@ -147,10 +145,9 @@ def aggregate_labels(image, labels, *, agg: str = "sum") -> tuple[np.ndarray, np
     labels = check_labels(labels, image.shape[1:])
     n_labels = int(labels.max(initial=0))
     counts = np.bincount(labels.ravel(), minlength=n_labels + 1)
-    data, table = as_kernel_input(image)
     threads = n_threads()
     use_threads(threads)
-    sums = sum_labels(data, table, labels, n_labels, threads=threads)
+    sums = sum_labels(image, labels, n_labels, threads=threads)
     ids = np.flatnonzero(counts)
     ids = ids[ids > 0]
     return ids, finish(sums[ids], counts[ids], agg), counts[ids].astype(np.int64)

@@ -1,10 +1,16 @@
-"""numba reductions of a map tile over row spans (circles, squares) or over a label image.
+"""numba reductions of a map tile over row spans (circles, squares, label runs).
 
-Work is split into units of (channel block x row band). Channel blocks of ``CHANNEL_BLOCK`` channels let one pass
-over the spans of a row serve several channels at once (the prefix sums of a block sit side by side, so a span reads
-two cache lines); row bands give the threads work when there are few channels, each band with its own partial
-output, so no two threads ever write the same memory. The parallel drivers run the units with ``prange``; the serial
-drivers (``nogil``) are for dask tasks, where the scheduler already runs one task per core.
+Work is split into units of (channel block x row band). A unit walks its rows; for each row that holds spans it
+decodes ``BLOCK`` channel rows (each contiguous in the ``(C, H, W)`` map) a cache-sized column chunk at a time and
+builds the row's prefix sums with the channels side by side, ``prefix[j, c]``: the ``BLOCK`` running sums are
+independent, so their additions overlap instead of waiting on each other, and a span then reads its sums for all
+channels from two cache lines. Every pixel of a row is read once, however many spans overlap it.
+
+Spots are renumbered in the order their first span appears (that is, by their top row), so the spots active on a
+row have neighbouring accumulator rows: the accumulators touched by a row stay in cache instead of being scattered
+over the whole ``(spots x channels)`` output. Row bands give the threads work when there are few channels, each band
+with its own partial output, so no two threads ever write the same memory. The parallel drivers run the units with
+``prange``; the serial drivers (``nogil``) are for dask tasks, where the scheduler already runs one task per core.
 """
 
 from __future__ import annotations
@@ -12,138 +18,155 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._half import value
-from ._spans import Spans
+from ._half import as_kernel_input, value
+from ._spans import Spans, label_runs
 
-#: Channels handled together by one unit.
-CHANNEL_BLOCK = 8
-
-
-@njit(cache=True, nogil=True)
-def _unit_range(u, n_bands, block, n_channels, height):
-    blk, band = u // n_bands, u % n_bands
-    c0 = blk * block
-    return blk, band, c0, min(n_channels, c0 + block), band * height // n_bands, (band + 1) * height // n_bands
+#: Channels handled together by one unit (two AVX2 vectors of float64); ``_row_prefix`` spells out eight sums.
+BLOCK = 8
+#: Columns decoded at a time: a (BLOCK, CHUNK) float64 buffer stays in the L1 cache.
+CHUNK = 256
 
 
 @njit(cache=True, nogil=True)
-def _span_unit(u, n_bands, block, tile, table, y0, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w,
-               right, right_w, out):  # fmt: skip
+def _row_prefix(tile, c0, nc, i, width, vals, prefix):
+    # prefix[j, c] = sum of tile[c0 + c, i, :j]; vals rows >= nc stay 0, so padded channels sum to 0
+    for j0 in range(0, width, CHUNK):
+        n = min(width - j0, CHUNK)
+        for c in range(nc):
+            row, dst = tile[c0 + c, i, j0 : j0 + n], vals[c]
+            for j in range(n):
+                dst[j] = value(row[j])
+        # one running sum per channel, kept in registers: eight independent chains of additions that overlap
+        # (a loop over c reading prefix[j] back from memory is about 1.5x slower)
+        p = prefix[j0]
+        s0, s1, s2, s3, s4, s5, s6, s7 = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+        for j in range(n):
+            s0 += vals[0, j]
+            s1 += vals[1, j]
+            s2 += vals[2, j]
+            s3 += vals[3, j]
+            s4 += vals[4, j]
+            s5 += vals[5, j]
+            s6 += vals[6, j]
+            s7 += vals[7, j]
+            p = prefix[j0 + j + 1]
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7] = s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(cache=True, nogil=True)
+def _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
+               right_w, out):  # fmt: skip
     n_channels, height, width = tile.shape
-    blk, band, c0, c1, r0, r1 = _unit_range(u, n_bands, block, n_channels, height)
-    nc = c1 - c0
-    prefix = np.zeros((width + 1, block))
+    blk, band = u // n_bands, u % n_bands
+    c0 = blk * BLOCK
+    nc = min(n_channels, c0 + BLOCK) - c0
+    r0, r1 = band * height // n_bands, (band + 1) * height // n_bands
+    vals = np.zeros((BLOCK, CHUNK))
+    prefix = np.zeros((width + 1, BLOCK))
     acc = out[band, blk]
     for i in range(r0, r1):
-        e0, e1 = row_ptr[y0 + i], row_ptr[y0 + i + 1]
+        e0, e1 = row_ptr[i], row_ptr[i + 1]
         if e0 == e1:
-            continue  # rows without spots are not read at all
-        for j in range(width):
-            for c in range(nc):
-                prefix[j + 1, c] = prefix[j, c] + value(tile[c0 + c, i, j], table)
+            continue  # rows without spans are not read at all
+        _row_prefix(tile, c0, nc, i, width, vals, prefix)
         for e in range(e0, e1):
             k = spot[e]
+            dst = acc[k]
             a = min(max(start[e] - x0, 0), width)
             b = min(max(stop[e] - x0, 0), width)
             if not weighted:
-                for c in range(nc):
-                    acc[k, c] += prefix[b, c] - prefix[a, c]
+                for c in range(BLOCK):
+                    dst[c] += prefix[b, c] - prefix[a, c]
                 continue
             la, ra = left[k] - x0, right[k] - x0
-            has_l = left[k] >= 0 and 0 <= la < width
-            has_r = right[k] >= 0 and 0 <= ra < width
+            wl = left_w[k] if left[k] >= 0 and 0 <= la < width else 0.0
+            wr = right_w[k] if right[k] >= 0 and 0 <= ra < width else 0.0
+            la, ra = min(max(la, 0), width - 1), min(max(ra, 0), width - 1)
             wy = row_w[e]
-            for c in range(nc):
+            for c in range(BLOCK):
                 s = prefix[b, c] - prefix[a, c] if a < b else 0.0
-                if has_l:
-                    s += left_w[k] * (prefix[la + 1, c] - prefix[la, c])
-                if has_r:
-                    s += right_w[k] * (prefix[ra + 1, c] - prefix[ra, c])
-                acc[k, c] += wy * s
+                s += wl * (prefix[la + 1, c] - prefix[la, c]) + wr * (prefix[ra + 1, c] - prefix[ra, c])
+                dst[c] += wy * s
 
 
 @njit(parallel=True, cache=True)
-def _spans_parallel(n_bands, block, tile, table, y0, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w,
-                    right, right_w, out):  # fmt: skip
+def _spans_parallel(n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
+                    right_w, out):  # fmt: skip
     for u in prange(out.shape[0] * out.shape[1]):
-        _span_unit(u, n_bands, block, tile, table, y0, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w,
-                   right, right_w, out)  # fmt: skip
+        _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
+                   right_w, out)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
-def _spans_serial(n_bands, block, tile, table, y0, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w,
-                  right, right_w, out):  # fmt: skip
+def _spans_serial(n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
+                  right_w, out):  # fmt: skip
     for u in range(out.shape[0] * out.shape[1]):
-        _span_unit(u, n_bands, block, tile, table, y0, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w,
-                   right, right_w, out)  # fmt: skip
+        _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
+                   right_w, out)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
-def _label_unit(u, n_bands, block, tile, table, labels, out):
-    n_channels, height, width = tile.shape
-    blk, band, c0, c1, r0, r1 = _unit_range(u, n_bands, block, n_channels, height)
-    acc = out[band, blk]
-    for i in range(r0, r1):
-        for j in range(width):
-            lab = labels[i, j]
-            if lab > 0:
-                for c in range(c1 - c0):
-                    acc[lab, c] += value(tile[c0 + c, i, j], table)
+def _first_seen_rank(spot, e0, e1, n):
+    # new index of every spot: the order of its first span in [e0, e1) (spots without spans there come last)
+    rank = np.full(n, -1, dtype=np.int64)
+    nxt = 0
+    for e in range(e0, e1):
+        k = spot[e]
+        if rank[k] < 0:
+            rank[k] = nxt
+            nxt += 1
+    for k in range(n):
+        if rank[k] < 0:
+            rank[k] = nxt
+            nxt += 1
+    return rank
 
 
-@njit(parallel=True, cache=True)
-def _labels_parallel(n_bands, block, tile, table, labels, out):
-    for u in prange(out.shape[0] * out.shape[1]):
-        _label_unit(u, n_bands, block, tile, table, labels, out)
-
-
-@njit(cache=True, nogil=True)
-def _labels_serial(n_bands, block, tile, table, labels, out):
-    for u in range(out.shape[0] * out.shape[1]):
-        _label_unit(u, n_bands, block, tile, table, labels, out)
-
-
-def _layout(n_channels: int, height: int, threads: int) -> tuple[int, int, int]:
-    block = min(CHANNEL_BLOCK, max(n_channels, 1))
-    n_blocks = -(-n_channels // block)
+def _layout(n_channels: int, height: int, threads: int) -> tuple[int, int]:
+    n_blocks = -(-n_channels // BLOCK)
     # enough units for every thread (twice, for balance); bands only when the channel blocks alone are too few
-    n_bands = 1 if n_blocks >= 2 * threads else max(1, min(height, -(-2 * threads // max(n_blocks, 1))))
-    return block, n_blocks, n_bands
+    n_bands = 1 if n_blocks >= 2 * threads or threads == 1 else max(1, min(height, -(-2 * threads // n_blocks)))
+    return n_blocks, n_bands
 
 
-def _collect(partial: np.ndarray, n_channels: int) -> np.ndarray:
-    # (bands, blocks, items, block) -> (items, channels)
-    summed = partial.sum(axis=0)
-    n_blocks, n_items, block = summed.shape
-    return summed.transpose(1, 0, 2).reshape(n_items, n_blocks * block)[:, :n_channels]
+def _permuted(values: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    out = np.empty_like(values)
+    out[rank] = values
+    return out
 
 
-def sum_spans(tile: np.ndarray, table: np.ndarray, spans: Spans, y0: int = 0, x0: int = 0, *, threads: int = 1):
+def sum_spans(tile, spans: Spans, y0: int = 0, x0: int = 0, *, threads: int = 1) -> np.ndarray:
     """Sum a ``(C, h, w)`` tile whose top-left pixel is ``(y0, x0)`` of the map over ``spans``; ``(n, C)`` float64.
 
-    ``tile`` and ``table`` come from :func:`~histo2st._kernels._half.as_kernel_input`. Spans outside the tile
-    contribute nothing, so the sums of the tiles of a map add up to the sums over the whole map.
+    Spans outside the tile contribute nothing, so the sums of the tiles of a map add up to the sums over the whole
+    map. float16 tiles are read as they are (see :mod:`histo2st._kernels._half`).
     """
+    tile = as_kernel_input(tile)
     n_channels, height, _ = tile.shape
-    block, n_blocks, n_bands = _layout(n_channels, height, threads)
-    out = np.zeros((n_bands, n_blocks, spans.n, block))
-    if spans.n == 0 or n_channels == 0 or height == 0:
-        return _collect(out, n_channels)
-    run = _spans_parallel if threads > 1 else _spans_serial
-    run(n_bands, block, tile, table, y0, x0, spans.row_ptr, spans.spot, spans.start, spans.stop, spans.weighted,
-        spans.row_weight, spans.left, spans.left_weight, spans.right, spans.right_weight, out)  # fmt: skip
-    return _collect(out, n_channels)
+    n_blocks, n_bands = _layout(n_channels, height, threads)
+    out = np.zeros((n_bands, n_blocks, spans.n, BLOCK))
+    rank = np.arange(spans.n)
+    if spans.n and n_channels and height:
+        # the tile's spans, with spots renumbered (rank) and the per-spot arrays permuted to match
+        e0, e1 = spans.row_ptr[y0], spans.row_ptr[y0 + height]
+        rank = _first_seen_rank(spans.spot, e0, e1, spans.n)
+        spot = rank[spans.spot[e0:e1]]
+        per_spot = [spans.left, spans.left_weight, spans.right, spans.right_weight]
+        if spans.weighted:
+            per_spot = [_permuted(v, rank) for v in per_spot]
+        run = _spans_parallel if threads > 1 else _spans_serial
+        run(n_bands, tile, x0, spans.row_ptr[y0 : y0 + height + 1] - e0, spot, spans.start[e0:e1],
+            spans.stop[e0:e1], spans.weighted, spans.row_weight[e0:e1] if spans.weighted else spans.row_weight,
+            *per_spot, out)  # fmt: skip
+    summed = out[0] if n_bands == 1 else out.sum(axis=0)
+    # (blocks, renumbered spots, BLOCK) -> (spots, channels), in one copy
+    return summed.transpose(1, 0, 2)[rank].reshape(spans.n, n_blocks * BLOCK)[:, :n_channels]
 
 
-def sum_labels(tile: np.ndarray, table: np.ndarray, labels: np.ndarray, n_labels: int, *, threads: int = 1):
+def sum_labels(tile, labels: np.ndarray, n_labels: int, *, threads: int = 1) -> np.ndarray:
     """Sum a ``(C, h, w)`` tile per label of the ``(h, w)`` integer ``labels`` (0 = background).
 
-    Returns ``(n_labels + 1, C)`` float64 sums; row 0 (background) is left at 0.
+    The label image becomes row spans (one per run of equal labels), so labels share the span kernels. Returns
+    ``(n_labels + 1, C)`` float64 sums; row 0 (background) is left at 0.
     """
-    n_channels, height, _ = tile.shape
-    block, n_blocks, n_bands = _layout(n_channels, height, threads)
-    out = np.zeros((n_bands, n_blocks, n_labels + 1, block))
-    if n_channels and height:
-        run = _labels_parallel if threads > 1 else _labels_serial
-        run(n_bands, block, tile, table, np.ascontiguousarray(labels), out)
-    return _collect(out, n_channels)
+    return sum_spans(tile, label_runs(labels, n_labels), threads=threads)

@@ -63,27 +63,37 @@ class Spans:
     def weighted(self) -> bool:
         return len(self.row_weight) > 0
 
-    def rows(self, start: int, stop: int) -> Spans:
-        """The spans of image rows ``[start, stop)``; spot indices are kept."""
-        a, b = self.row_ptr[start], self.row_ptr[stop]
-        ptr = np.zeros(self.height + 1, dtype=np.int64)
-        ptr[start : stop + 1] = self.row_ptr[start : stop + 1] - a
-        ptr[stop + 1 :] = b - a
-        return Spans(
+    def window(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, Spans]:
+        """The spans of rows ``[r0, r1)`` that reach columns ``[c0, c1)``, for one tile of the map.
+
+        Returns the original indices of the spots involved and their spans, with the spots renumbered ``0..m-1``
+        (per-spot arrays are subset accordingly), so a tile's work and output scale with what it holds.
+        """
+        a, b = self.row_ptr[r0], self.row_ptr[r1]
+        spot, start, stop = self.spot[a:b], self.start[a:b], self.stop[a:b]
+        lo, hi = start, stop
+        if self.weighted:  # partly covered end columns count as reaching the tile
+            lo = np.where(self.left[spot] >= 0, np.minimum(lo, self.left[spot]), lo)
+            hi = np.where(self.right[spot] >= 0, np.maximum(hi, self.right[spot] + 1), hi)
+        keep = (hi > c0) & (lo < c1)
+        row_of = np.repeat(np.arange(r0, r1), np.diff(self.row_ptr[r0 : r1 + 1]))
+        row_ptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=self.height))])
+        ids, local = np.unique(spot[keep], return_inverse=True)
+        per_spot = (self.left, self.left_weight, self.right, self.right_weight)
+        if self.weighted:
+            per_spot = tuple(v[ids] for v in per_spot)
+        return ids, Spans(
             self.height,
             self.width,
-            ptr,
-            self.spot[a:b],
-            self.start[a:b],
-            self.stop[a:b],
-            self.area,
-            self.clipped,
-            self.outside,
-            self.row_weight[a:b] if self.weighted else self.row_weight,
-            self.left,
-            self.left_weight,
-            self.right,
-            self.right_weight,
+            row_ptr,
+            local.astype(np.int32),
+            start[keep],
+            stop[keep],
+            self.area[ids],
+            self.clipped[ids],
+            self.outside[ids],
+            self.row_weight[a:b][keep] if self.weighted else self.row_weight,
+            *per_spot,
         )
 
 
@@ -167,6 +177,36 @@ def _by_row(height, spot_of, row_of, keep):
     return row_ptr, order
 
 
+@njit(cache=True)
+def _circle_by_row(height, first_row, n_rows, cols):
+    # counting sort of the non-empty spans (listed spot by spot, row by row) by image row, and each spot's area
+    n = len(n_rows)
+    row_ptr = np.zeros(height + 1, dtype=np.int64)
+    pos = 0
+    for k in range(n):
+        for i in range(first_row[k], first_row[k] + n_rows[k]):
+            if cols[pos, 0] >= 0:
+                row_ptr[i + 1] += 1
+            pos += 1
+    for i in range(height):
+        row_ptr[i + 1] += row_ptr[i]
+    fill = row_ptr[:-1].copy()
+    spot = np.empty(row_ptr[-1], dtype=np.int32)
+    start = np.empty(row_ptr[-1], dtype=np.int32)
+    stop = np.empty(row_ptr[-1], dtype=np.int32)
+    area = np.zeros(n)
+    pos = 0
+    for k in range(n):
+        for i in range(first_row[k], first_row[k] + n_rows[k]):
+            if cols[pos, 0] >= 0:
+                e = fill[i]
+                spot[e], start[e], stop[e] = k, cols[pos, 0], cols[pos, 1]
+                area[k] += cols[pos, 1] - cols[pos, 0]
+                fill[i] += 1
+            pos += 1
+    return row_ptr, spot, start, stop, area
+
+
 def circle_spans(centers: np.ndarray, radii: np.ndarray, height: int, width: int) -> Spans:
     """Spans of circles ``centers`` ``(n, 2)`` ``(x, y)`` and ``radii`` ``(n,)`` on a ``height x width`` map.
 
@@ -176,18 +216,44 @@ def circle_spans(centers: np.ndarray, radii: np.ndarray, height: int, width: int
     centers, radii = check_circles(centers, radii)
     first_row, n_rows, clipped = _circle_bounds(centers, radii, height, width)
     cols = _circle_fill(centers, radii, height, width, first_row, n_rows)
-    spot_of = np.repeat(np.arange(len(radii), dtype=np.int32), n_rows)
-    row_of = np.arange(len(cols)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows) + np.repeat(first_row, n_rows)
-    keep = cols[:, 0] >= 0
-    row_ptr, order = _by_row(height, spot_of, row_of, keep)
-    start = cols[order, 0].astype(np.int32)
-    stop = cols[order, 1].astype(np.int32)
-    spot = spot_of[order]
-    area = np.bincount(spot, weights=stop - start, minlength=len(radii)).astype(np.float64)
+    row_ptr, spot, start, stop, area = _circle_by_row(height, first_row, n_rows, cols)
     dist_x = np.clip(centers[:, 0], 0, width) - centers[:, 0]
     dist_y = np.clip(centers[:, 1], 0, height) - centers[:, 1]
     outside = dist_x**2 + dist_y**2 > radii**2
     return Spans(height, width, row_ptr, spot, start, stop, area, clipped & ~outside | outside, outside)
+
+
+@njit(cache=True)
+def _scan_runs(labels, fill, row_ptr, spot, start, stop):
+    # runs of equal labels > 0 along each row: counted into row_ptr (fill=False), then written out (fill=True)
+    height, width = labels.shape
+    pos = 0
+    for i in range(height):
+        j = 0
+        while j < width:
+            lab = labels[i, j]
+            end = j + 1
+            while end < width and labels[i, end] == lab:
+                end += 1
+            if lab > 0:
+                if fill:
+                    spot[pos], start[pos], stop[pos] = lab, j, end
+                pos += 1
+            j = end
+        if not fill:
+            row_ptr[i + 1] = pos
+
+
+def label_runs(labels: np.ndarray, n_labels: int) -> Spans:
+    """Spans of a ``(h, w)`` label image (0 = background): one per run of equal labels in a row; spot = label."""
+    labels = np.ascontiguousarray(labels)
+    row_ptr = np.zeros(labels.shape[0] + 1, dtype=np.int64)
+    _scan_runs(labels, False, row_ptr, _EMPTY_I, _EMPTY_I, _EMPTY_I)
+    spot, start, stop = (np.empty(row_ptr[-1], dtype=np.int32) for _ in range(3))
+    _scan_runs(labels, True, row_ptr, spot, start, stop)
+    area = np.bincount(spot, weights=stop - start, minlength=n_labels + 1).astype(np.float64)
+    none = np.zeros(n_labels + 1, dtype=np.bool_)
+    return Spans(labels.shape[0], labels.shape[1], row_ptr, spot, start, stop, area, none, none)
 
 
 def _axis_cover(lo: np.ndarray, hi: np.ndarray, size: int):
@@ -242,6 +308,13 @@ def square_spans(origins: np.ndarray, size, height: int, width: int) -> Spans:
     col_area = (b - a) + np.where(left >= 0, lw, 0.0) + np.where(right >= 0, rw, 0.0)
     area = np.bincount(spot, weights=row_weight, minlength=n) * np.where(empty_x, 0.0, col_area)
     clipped = (x0 < 0) | (y0 < 0) | (x0 + size > width) | (y0 + size > height)
+    # fully covered end columns join the full interval; a grid aligned to pixels then needs no weights at all
+    full_left, full_right = (left >= 0) & (lw == 1.0), (right >= 0) & (rw == 1.0)
+    a, left = np.where(full_left, left, a), np.where(full_left, -1, left)
+    b, right = np.where(full_right, right + 1, b), np.where(full_right, -1, right)
+    if (row_weight == 1.0).all() and (left < 0).all() and (right < 0).all():
+        start, stop = a[spot].astype(np.int32), b[spot].astype(np.int32)
+        return Spans(height, width, row_ptr, spot, start, stop, area, clipped, empty_x | empty_y)
     return Spans(
         height,
         width,

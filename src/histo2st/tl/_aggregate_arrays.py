@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._kernels._arrays import check_agg, check_labels, finish
-from .._kernels._half import as_kernel_input
 from .._kernels._reduce import sum_labels, sum_spans
 from .._kernels._spans import Spans, circle_spans, square_spans
 from .._kernels._threads import n_threads, use_threads
@@ -111,10 +110,9 @@ def aggregate_array(
     else:
         sums = np.zeros((spans.n, shape[0]))
         for c0, c1, r0, _, tile in _tiles(image, shape, tile_bytes, rows_needed=np.diff(spans.row_ptr) > 0):
-            data, table = as_kernel_input(tile)
             threads = n_threads()
             use_threads(threads)
-            sums[:, c0:c1] += sum_spans(data, table, spans, r0, 0, threads=threads)
+            sums[:, c0:c1] += sum_spans(tile, spans, r0, 0, threads=threads)
     return Aggregated(finish(sums, spans.area, agg), spans.area, spans.clipped)
 
 
@@ -160,33 +158,15 @@ def _tiles(image, shape, tile_bytes, rows_needed=None):
             yield c0, c1, r0, r1, np.asarray(image[c0:c1, r0:r1, :])
 
 
-def _block_sums(block: np.ndarray, spans: Spans, y0: int, x0: int):
-    """Sums of the spots touching one dask chunk: (spot indices, (m, c) sums)."""
+def _block_sums(block: np.ndarray, ids: np.ndarray, spans: Spans, y0: int, x0: int):
+    """Sums of the spots touching one dask chunk: (spot indices, (m, c) sums); ``spans`` is the chunk's window."""
     if y0 + block.shape[1] > spans.height or x0 + block.shape[2] > spans.width:
         # the kernels do not bounds-check; a chunk larger than its dask metadata says would read past the spans
         raise ValueError(
             f"A dask chunk of shape {block.shape} at (y={y0}, x={x0}) overruns the {spans.height} x {spans.width} map: "
             "the function that produced the map returned blocks that do not match its declared chunks."
         )
-    ids, local = np.unique(spans.spot, return_inverse=True)
-    sub = Spans(
-        spans.height,
-        spans.width,
-        spans.row_ptr,
-        local.astype(np.int32),
-        spans.start,
-        spans.stop,
-        spans.area[ids],
-        spans.clipped[ids],
-        spans.outside[ids],
-        spans.row_weight,
-        spans.left[ids] if spans.weighted else spans.left,
-        spans.left_weight[ids] if spans.weighted else spans.left_weight,
-        spans.right[ids] if spans.weighted else spans.right,
-        spans.right_weight[ids] if spans.weighted else spans.right_weight,
-    )
-    data, table = as_kernel_input(block)
-    return ids, sum_spans(data, table, sub, y0, x0, threads=1)
+    return ids, sum_spans(block, spans, y0, x0, threads=1)
 
 
 def _combine(n: int, n_channels: int, *parts) -> np.ndarray:
@@ -200,16 +180,20 @@ def _dask_spans(image, spans: Spans) -> np.ndarray:
     import dask
 
     c_edges, y_edges, x_edges = (np.concatenate([[0], np.cumsum(c)]) for c in image.chunks)
+    # one window of spans per spatial chunk, shared by its channel chunks
+    windows = {}
+    for yi in range(len(y_edges) - 1):
+        for xi in range(len(x_edges) - 1):
+            ids, sub = spans.window(int(y_edges[yi]), int(y_edges[yi + 1]), int(x_edges[xi]), int(x_edges[xi + 1]))
+            if len(sub.spot):
+                windows[yi, xi] = (dask.delayed(ids), dask.delayed(sub))
     blocks = image.to_delayed()
     combined = []
     for ci in range(len(c_edges) - 1):
-        parts = []
-        for yi in range(len(y_edges) - 1):
-            rows = spans.rows(int(y_edges[yi]), int(y_edges[yi + 1]))
-            if len(rows.spot) == 0:
-                continue
-            for xi in range(len(x_edges) - 1):
-                parts.append(dask.delayed(_block_sums)(blocks[ci, yi, xi], rows, int(y_edges[yi]), int(x_edges[xi])))
+        parts = [
+            dask.delayed(_block_sums)(blocks[ci, yi, xi], ids, sub, int(y_edges[yi]), int(x_edges[xi]))
+            for (yi, xi), (ids, sub) in windows.items()
+        ]
         combined.append(dask.delayed(_combine)(spans.n, int(c_edges[ci + 1] - c_edges[ci]), *parts))
     return np.concatenate(dask.compute(*combined), axis=1)
 
@@ -231,10 +215,9 @@ def _aggregate_labels(image, labels, shape, agg, tile_bytes) -> Aggregated:
         counts = np.bincount(labels.ravel(), minlength=n_labels + 1)
         sums = np.zeros((n_labels + 1, shape[0]))
         for c0, c1, r0, r1, tile in _tiles(image, shape, tile_bytes):
-            data, table = as_kernel_input(tile)
             threads = n_threads()
             use_threads(threads)
-            sums[:, c0:c1] += sum_labels(data, table, labels[r0:r1], n_labels, threads=threads)
+            sums[:, c0:c1] += sum_labels(tile, labels[r0:r1], n_labels, threads=threads)
     ids = np.flatnonzero(counts)
     ids = ids[ids > 0]
     area = counts[ids].astype(np.float64)
@@ -242,8 +225,7 @@ def _aggregate_labels(image, labels, shape, agg, tile_bytes) -> Aggregated:
 
 
 def _label_block(block: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
-    data, table = as_kernel_input(block)
-    return sum_labels(data, table, check_labels(labels, block.shape[1:]), n_labels, threads=1)
+    return sum_labels(block, check_labels(labels, block.shape[1:]), n_labels, threads=1)
 
 
 def _dask_labels(image, labels, n_labels: int) -> np.ndarray:
