@@ -52,7 +52,11 @@ def select(samples: dict, train: list[str], genes: str, root: Path) -> list[str]
 
 
 def run_fold(samples: dict, train: list[str], test: str, args) -> dict:
-    hyper = {"hidden_dim": args.hidden_dim} if args.model == "pixnet" else {}
+    hyper = {"hidden_dim": args.hidden_dim, "crop_px": args.crop_px} if args.model == "pixnet" else {}
+    if args.microns_per_pixel is not None:
+        hyper["microns_per_pixel"] = args.microns_per_pixel
+    if args.lr is not None:
+        hyper["lr"] = args.lr
     start = time.perf_counter()
     model = st.tl.fit(
         {k: samples[k] for k in train},
@@ -99,6 +103,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--max-time", type=float, default=900.0, help="training seconds per fold")
     parser.add_argument("--hidden-dim", type=int, default=128, help="PixNet decoder width (paper: 512)")
+    parser.add_argument("--crop-px", type=int, default=128, help="PixNet training crop edge in model pixels")
+    parser.add_argument("--microns-per-pixel", type=float, default=None, help="model resolution; default the model's")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate; default the model's")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -112,6 +119,10 @@ def main() -> None:
     summary = {
         "benchmark": "her2st",
         "model": args.model,
+        "lr": args.lr,
+        "microns_per_pixel": args.microns_per_pixel,
+        "hidden_dim": args.hidden_dim if args.model == "pixnet" else None,
+        "crop_px": args.crop_px if args.model == "pixnet" else None,
         "genes": args.genes,
         "folds": results,
         "PCC@M_mean": float(np.mean([r["PCC@M"] for r in results])),

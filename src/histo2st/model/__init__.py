@@ -2,7 +2,8 @@
 
 from ._base import BaseModel, load_model
 from ._pixnet import PixNet
+from ._thitogene import THItoGene
 
-MODELS = {"pixnet": PixNet}
+MODELS = {"pixnet": PixNet, "thitogene": THItoGene}
 
-__all__ = ["MODELS", "BaseModel", "PixNet", "load_model"]
+__all__ = ["MODELS", "BaseModel", "PixNet", "THItoGene", "load_model"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from pathlib import Path
 
 import dask.array as da
@@ -90,56 +89,11 @@ class PixNet(BaseModel):
         extra = {k: v for k, v in p.items() if k not in _PLAN_KEYS and k not in ("hidden_dim", "encoder_weights")}
         return PixNetModule(self.n_genes, hidden_dim=p["hidden_dim"], encoder_weights=p["encoder_weights"], **extra)
 
-    def train(
-        self,
-        data,
-        *,
-        epochs: int = 30,
-        validation=0.15,
-        device: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-        patience: int | None = 8,
-        max_time: float | None = None,
-        seed: int | None = None,
-        progress: bool = True,
-    ) -> list[dict]:
-        """Train on one or several normalised sections.
+    def _make_plan(self, train, val):
+        from ..train import PixNetPlan
 
-        Parameters
-        ----------
-        data
-            A SpatialData, or a list or dict of them, normalised with :func:`histo2st.pp.normalize`.
-        epochs
-            Maximum number of epochs.
-        validation
-            Section name(s) to hold out, a fraction of spots per section, or ``None``; see
-            :func:`histo2st.train.split_validation`.
-        device
-            Torch device; default :attr:`histo2st.settings.device`.
-        checkpoint_dir
-            Save a checkpoint after every epoch there and resume from it if one exists.
-        patience
-            Early stopping patience in epochs (on validation PCC).
-        max_time
-            Stop after the epoch during which this many seconds have passed.
-        seed
-            Random seed; default :attr:`histo2st.settings.seed`.
-        progress
-            Show a progress bar.
-
-        Returns
-        -------
-        The training history (also in ``model.history``).
-        """
-        from ..train import PixNetPlan, Trainer, TrainerConfig, prepare_sections, split_validation
-
-        seed = settings.seed if seed is None else seed
-        device = settings.resolve_device(device)
-        start = time.perf_counter()
-        sections, norm = prepare_sections(data, self.genes, self.microns_per_pixel)
-        train, val, val_desc = split_validation(sections, validation, seed=seed)
         p = self.init_params
-        plan = PixNetPlan(
+        return PixNetPlan(
             self.module,
             train,
             val,
@@ -150,33 +104,9 @@ class PixNet(BaseModel):
             weight_decay=p["weight_decay"],
             augment=p["augment"],
         )
-        config = TrainerConfig(
-            epochs=epochs,
-            seed=seed,
-            device=device,
-            checkpoint_dir=checkpoint_dir,
-            patience=patience if val else None,
-            max_time=max_time,
-            progress=progress,
-        )
-        if not self.history:
-            _start_at_the_mean(self.module, train)
-        self.history = Trainer(plan, config).fit()
-        self.card.update(
-            normalization=norm,
-            training={
-                "sections": [s.name for s in sections],
-                "n_spots": int(sum(s.n_spots for s in train)),
-                "spot_diameter_um": _spot_diameters(sections),
-                "validation": val_desc,
-                "epochs_run": len(self.history),
-                "seconds": round(time.perf_counter() - start, 1),
-                "device": device,
-                "seed": seed,
-            },
-            validation_metrics=_best_record(self.history),
-        )
-        return self.history
+
+    def _output_bias(self):
+        return self.module.head.bias
 
     def predict_image(self, image: da.Array, image_mpp: float, *, device: str | None = None) -> da.Array:
         """Lazy dense prediction ``(genes, y, x)`` float32 at the model's resolution for an H&E ``(3, y, x)``.
@@ -213,21 +143,6 @@ def _predict_block(block: np.ndarray, module, grid, device) -> np.ndarray:
     return dense[:, grid.halo : h - grid.halo, grid.halo : w - grid.halo]
 
 
-def _start_at_the_mean(module, sections) -> None:
-    """Set the output bias to the training targets' per-gene mean, so the first steps learn variation, not offset.
-
-    A randomly initialised head predicts about 0 where log-normalised targets are around 1-8: without this, the MSE
-    term spends its first epochs moving every pixel up, and the validation PCC drifts while it does.
-    """
-    import torch
-
-    mean = np.concatenate([s.targets for s in sections]).mean(0)
-    if getattr(module, "output_activation", None) == "softplus":
-        mean = np.log(np.expm1(np.maximum(mean, 1e-4)))  # inverse softplus
-    with torch.no_grad():
-        module.head.bias.copy_(torch.as_tensor(mean, dtype=module.head.bias.dtype))
-
-
 _PLAN_KEYS = ("lam", "lr", "weight_decay", "crop_px", "batch_size", "tile_px", "augment")
 
 
@@ -237,12 +152,3 @@ def _weights_origin(path) -> dict:
     path = Path(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     return {"source": str(path), "sha256": digest}
-
-
-def _spot_diameters(sections) -> list[float]:
-    return sorted({round(float(2 * np.median(s.radii) * s.microns_per_pixel), 1) for s in sections if s.n_spots})
-
-
-def _best_record(history: list[dict]) -> dict:
-    scored = [h for h in history if np.isfinite(h.get("val_pcc", np.nan))]
-    return max(scored, key=lambda h: h["val_pcc"]) if scored else (history[-1] if history else {})

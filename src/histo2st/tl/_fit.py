@@ -16,6 +16,7 @@ def fit(
     validation=0.15,
     device: str | None = None,
     checkpoint_dir: str | Path | None = None,
+    patience: int | None = 8,
     max_time: float | None = None,
     seed: int | None = None,
     progress: bool = True,
@@ -28,16 +29,18 @@ def fit(
     data
         A normalised SpatialData (:func:`histo2st.pp.normalize`), or a list or dict of them (several sections).
     model
-        ``"pixnet"`` (dense maps) or ``"thitogene"``.
+        ``"pixnet"`` (dense maps, :class:`~histo2st.model.PixNet`) or ``"thitogene"`` (a patch per spot, spots attending
+        to each other, :class:`~histo2st.model.THItoGene`).
     genes
         Genes to predict; default the genes shared by every section's table (usually after
         :func:`histo2st.pp.select_genes`).
     epochs
         Maximum number of epochs (early stopping on validation PCC may stop sooner).
     batch_size
-        Crops (PixNet) or spots per batch; default the model's.
+        Crops (PixNet) or windows of spots (THItoGene) per batch; default the model's.
     microns_per_pixel
-        Resolution the model works at; default the model's (PixNet: 2 µm/px).
+        Resolution the model works at; default the model's (PixNet: 2 µm/px; THItoGene: 0.69 µm/px, so its 112 px
+        patches hold the paper's 77 µm).
     validation
         A fraction of spots per section held out at random, a section name or list of names held out whole, or
         ``None`` for no validation. Validation spots never enter the loss.
@@ -45,6 +48,9 @@ def fit(
         ``"cpu"``, ``"cuda"``, ``"mps"``; default :attr:`histo2st.settings.device`.
     checkpoint_dir
         Directory for a checkpoint after every epoch; a run pointed at an existing checkpoint resumes from it.
+    patience
+        Stop after this many epochs without a better validation PCC (the best weights are kept); ``None`` trains
+        all ``epochs``.
     max_time
         Stop after the epoch during which this many seconds have passed.
     seed
@@ -52,11 +58,13 @@ def fit(
     progress
         Show a progress bar with the loss and validation PCC.
     **hyperparameters
-        Passed to the model class (e.g. ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder_weights``).
+        Passed to the model class (e.g. PixNet's ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder_weights``;
+        THItoGene's ``lr``, ``loss``, ``patch_um``, ``window_spots``, ``dense_um``).
 
     Returns
     -------
-    The trained model (:class:`histo2st.model.PixNet`, ...), with ``model.history`` and ``model.card``.
+    The trained model (:class:`histo2st.model.PixNet` or :class:`histo2st.model.THItoGene`), with ``model.history``
+    and ``model.card``.
     """
     from .._core import as_samples
     from ..model import MODELS
@@ -78,6 +86,7 @@ def fit(
         validation=validation,
         device=device,
         checkpoint_dir=checkpoint_dir,
+        patience=patience,
         max_time=max_time,
         seed=seed,
         progress=progress,

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from .._constants import ATTRS_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY
+from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
 from .._logging import log_added, logger
 
 #: Dense maps up to this many bytes are kept in memory between aggregations of a sample that is not zarr-backed.
@@ -58,16 +58,20 @@ def predict(
     ``None``; adds to ``sdata``:
 
     ``sdata.images[key_added]``
-        ``(genes, y, x)`` dense prediction at the model's resolution, aligned to the H&E by a scale to ``"global"``
+        ``(genes, y, x)`` dense prediction at the model's map resolution (PixNet: its pixels; THItoGene: one patch
+        every ``dense_um``, NaN off tissue), aligned to the H&E by a scale to ``"global"``
         and to ``"microns"`` (only if ``dense``). When the sample is zarr-backed it is written to the store.
     ``sdata.tables[f"{key_added}_spots"]``
-        Mean predicted expression over each measured spot, annotating the measured spots' shapes.
+        Mean predicted expression over each measured spot, annotating the measured spots' shapes; its rows carry the
+        measured table's spot names.
     ``sdata.tables[...]`` and ``sdata.shapes[...]`` named ``f"{key_added}_{shape}_{spot_um}um"``
         Bins of ``spot_um`` (if given), see :func:`histo2st.tl.aggregate`.
     ``sdata.tables[f"{key_added}_{shapes_key}"]``
         Mean over ``shapes_key`` (if given).
 
-    Each table has ``uns["histo2st"]["model"]`` with the model's card summary.
+    Each table has ``uns["histo2st"]["model"]`` with the model's card summary and ``uns["histo2st"]["values"]``:
+    ``"map aggregate"`` (the dense map averaged over the spot) or ``"prediction at the centres"`` (models that predict
+    from a patch at each spot or bin centre, THItoGene, up to its ``max_direct_spots``).
     """
     from spatialdata.models import Image2DModel
     from spatialdata.transformations import Scale
@@ -86,6 +90,9 @@ def predict(
             f"The slide has {scale.microns_per_pixel:.3g} µm/px and the model works at {model.microns_per_pixel:.3g} "
             "µm/px; the H&E is resampled to the model's resolution."
         )
+    # a model's dense map may be coarser than the pixels it works at (THItoGene: one patch every `dense_um`)
+    map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
+    map_scale = map_um / scale.microns_per_pixel
     dense_map = model.predict_image(he.data, scale.microns_per_pixel, device=device).astype(dtype)
     dense_map = dense_map.rechunk((CHANNEL_CHUNK, *dense_map.chunks[1:]))
     element = Image2DModel.parse(
@@ -93,8 +100,8 @@ def predict(
         dims=("c", "y", "x"),
         c_coords=list(model.genes),
         transformations={
-            PIXEL_CS: Scale([ratio, ratio], axes=("y", "x")),
-            MICRONS_CS: Scale([model.microns_per_pixel, model.microns_per_pixel], axes=("y", "x")),
+            PIXEL_CS: Scale([map_scale, map_scale], axes=("y", "x")),
+            MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
         },
     )
     if key_added in sdata.images:
@@ -112,10 +119,12 @@ def predict(
         tables.append((f"{key_added}_{shapes_key}", {"shapes_key": shapes_key}))
     for key, kwargs in tables:
         aggregate(sdata, key_added, key_added=key, overwrite=overwrite, **kwargs)
+    _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
     new = sorted(_element_names(sdata) - before)
     for name in new:
         if name in sdata.tables:
             sdata.tables[name].uns[ATTRS_KEY]["model"] = card
+            _predict_at_centres(sdata.tables[name], model, he.data, scale.microns_per_pixel, device)
     written += [f"{'tables' if n in sdata.tables else 'shapes'}['{n}']" for n in new]
     if not dense:
         del sdata.images[key_added]
@@ -129,6 +138,19 @@ def predict(
                 sdata.delete_element_from_disk(name)
             sdata.write_element(name)
     log_added("sdata", written, start)
+
+
+def _predict_at_centres(table, model, he, microns_per_pixel: float, device) -> None:
+    """Replace a table's map aggregates by the model's predictions at its centres, for models that predict at points.
+
+    ``model.predict_points`` returns ``None`` when there are too many points; the aggregates then stay.
+    """
+    predict_points = getattr(model, "predict_points", None)
+    xy = table.obsm[SPATIAL_KEY]
+    values = None if predict_points is None else predict_points(he, microns_per_pixel, xy, device=device)
+    table.uns[ATTRS_KEY]["values"] = "map aggregate" if values is None else "prediction at the centres"
+    if values is not None:
+        table.X = np.asarray(values, dtype=np.float32)
 
 
 def _check_free(sdata, key: str, overwrite: bool) -> None:
@@ -159,6 +181,12 @@ def _materialise(sdata, key: str, *, persist: bool) -> None:
             "zarr store, so it stays lazy and is recomputed when read. Write the sample first (`sdata.write(path)`) "
             "to stream the map to disk."
         )
+
+
+def _name_like_measured(pred, measured) -> None:
+    """Give the rows of the measured-spot predictions the measured table's spot names (matched by instance id)."""
+    names = dict(zip(measured.obs[INSTANCE_KEY].to_numpy(), measured.obs_names, strict=True))
+    pred.obs_names = [names.get(i, f"spot_id_{i}") for i in pred.obs[INSTANCE_KEY].to_numpy()]
 
 
 def _element_names(sdata) -> set[str]:

@@ -2,11 +2,13 @@
 
 from ._pixnet_plan import PixNetPlan
 from ._sections import Section, common_genes, prepare_sections, split_validation
+from ._thitogene_plan import THItoGenePlan
 from ._trainer import Trainer, TrainerConfig, TrainingPlan
 
 __all__ = [
     "PixNetPlan",
     "Section",
+    "THItoGenePlan",
     "Trainer",
     "TrainerConfig",
     "TrainingPlan",

@@ -1,0 +1,248 @@
+"""THItoGene, the user-facing model: gene expression of spots from their H&E patches and their neighbours."""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+
+from .._core._resample import resample_image
+from .._logging import logger
+from .._settings import settings
+from ._base import BaseModel
+from ._spot_windows import grid_coordinates, predict_windows
+
+#: Patch side of the paper: 112 px of her2st at about 0.69 µm/px.
+PAPER_PATCH_PX = 112
+PAPER_PATCH_UM = 112 * 0.69
+#: H&E images up to this size (at the model's resolution) are loaded once for prediction instead of per window.
+IMAGE_BYTES = 2 * 2**30
+
+
+class THItoGene(BaseModel):
+    """THItoGene (Jia et al., Brief Bioinform 2024): ODConv, Efficient-CapsNet, a ViT over spots and a GAT.
+
+    Each spot is seen as a patch of ``patch_um`` µm of H&E around its centre; the spots of a window attend to each
+    other (with grid position embeddings) and to their 4 nearest neighbours in a graph. Train with :meth:`train` (or
+    :func:`histo2st.tl.fit`), predict with :func:`histo2st.tl.predict`.
+
+    Of ``microns_per_pixel``, ``patch_um`` and ``patch_px`` give at most two; the third follows from
+    ``patch_um = patch_px * microns_per_pixel``. By default the patch is the paper's 112 px at 0.69 µm/px (77.3 µm);
+    giving only ``microns_per_pixel`` keeps the 77.3 µm and changes the pixels (at least 44).
+
+    Parameters
+    ----------
+    genes
+        Genes to predict (the table's normalised expression of these genes is the target).
+    microns_per_pixel
+        Resolution the network works at; every slide is resampled to it.
+    patch_um
+        Side of a spot's patch in µm.
+    patch_px
+        Side of a spot's patch in pixels at ``microns_per_pixel`` (the module's input size).
+    loss
+        ``"mse"`` (the reference: MSE on log-normalised expression) or ``"pixnet"`` (MSE + ``lam`` (1 − PCC)).
+    lam
+        Weight of the PCC term of the ``"pixnet"`` loss.
+    lr, weight_decay
+        Adam settings. The paper uses 1e-5 (and no weight decay) for hundreds of epochs on a GPU. Within 15 minutes
+        on a CPU (her2st, 3 training sections, one step per section and epoch) 1e-4 reached a higher validation PCC
+        than 1e-5 (0.031 vs 0.009), but neither got far from predicting the mean (``benchmarks/her2st.py``).
+    window_spots
+        Most spots the network sees at once, in training and prediction (attention and the graph are quadratic in
+        it). Sections with more spots are trained on windows of nearby spots and predicted window by window.
+    batch_size
+        Windows per training batch (the reference: one section).
+    augment
+        Random flips and 90° rotations of every patch and colour jitter during training.
+    dense_um
+        Stride in µm of the dense predicted image (a patch prediction on a regular grid); default half a patch.
+    max_direct_spots
+        Spot tables with up to this many spots or bins are predicted directly from a patch at each centre; larger
+        ones are aggregated from the dense image (see :meth:`predict_points`).
+    grid_pitch_um
+        Grid step in µm of the position embeddings at prediction; set by :meth:`train` (see Notes).
+    **module_kwargs
+        Passed to :class:`~histo2st.module.THItoGeneModule` (``caps``, ``route_dim``, ``depth``, ``heads``, ...).
+
+    Notes
+    -----
+    Grid coordinates are ``round(centre_um / pitch_um)``: in training with each section's spot pitch (the median
+    nearest-neighbour distance of its spots, so legacy ST arrays get their array coordinates), in prediction with the
+    median pitch of the training sections (``card["grid_pitch_um"]``), so one position step is the same distance in
+    µm as in training whatever is predicted (spots, bins or a dense grid). Each window's coordinates start at 0;
+    positions past ``n_pos`` are clipped to the table's edge.
+    """
+
+    model_name = "thitogene"
+
+    def __init__(
+        self,
+        genes,
+        *,
+        microns_per_pixel: float | None = None,
+        patch_um: float | None = None,
+        patch_px: int | None = None,
+        loss: str = "mse",
+        lam: float = 0.5,
+        lr: float = 1e-5,
+        weight_decay: float = 0.0,
+        window_spots: int = 1024,
+        batch_size: int = 1,
+        augment: bool = True,
+        dense_um: float | None = None,
+        max_direct_spots: int = 100_000,
+        grid_pitch_um: float | None = None,
+        **module_kwargs,
+    ) -> None:
+        mpp, patch_um, patch_px = _patch_geometry(microns_per_pixel, patch_um, patch_px)
+        params = {
+            "patch_um": patch_um,
+            "patch_px": patch_px,
+            "loss": loss,
+            "lam": lam,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "window_spots": window_spots,
+            "batch_size": batch_size,
+            "augment": augment,
+            "dense_um": patch_um / 2 if dense_um is None else float(dense_um),
+            "max_direct_spots": max_direct_spots,
+            "grid_pitch_um": grid_pitch_um,
+            **module_kwargs,
+        }
+        super().__init__(genes, microns_per_pixel=mpp, init_params=params)
+
+    def _build_module(self):
+        from ..module import THItoGeneModule
+
+        extra = {k: v for k, v in self.init_params.items() if k not in _MODEL_KEYS}
+        return THItoGeneModule(self.n_genes, patch_px=self.init_params["patch_px"], **extra)
+
+    @property
+    def map_microns_per_pixel(self) -> float:
+        """Pixel size in µm of the dense image written by :meth:`predict_image`."""
+        return self.init_params["dense_um"]
+
+    def _make_plan(self, train, val):
+        from ..train import THItoGenePlan
+
+        p = self.init_params
+        return THItoGenePlan(
+            self.module,
+            train,
+            val,
+            window_spots=p["window_spots"],
+            batch_size=p["batch_size"],
+            loss=p["loss"],
+            lam=p["lam"],
+            lr=p["lr"],
+            weight_decay=p["weight_decay"],
+            augment=p["augment"],
+        )
+
+    def _output_bias(self):
+        return self.module.head[-1].bias
+
+    def _after_training(self, plan) -> None:
+        self.init_params["grid_pitch_um"] = round(plan.pitch_um, 3)
+        self.card["grid_pitch_um"] = self.init_params["grid_pitch_um"]
+
+    def predict_points(self, image, image_mpp: float, xy_px: np.ndarray, *, device: str | None = None):
+        """Predicted expression ``(n, genes)`` at the centres ``xy_px`` (H&E pixels), from a patch at each.
+
+        Every point gets a ``patch_um`` patch and is predicted in windows of ``window_spots`` nearby points (see
+        :func:`~histo2st.model._spot_windows.prediction_windows`). The cost is one patch encoding per point, whatever
+        the spot size: 8 µm bins over a 5 mm section are ~400,000 patches (hours on a CPU). Returns ``None`` when there
+        are more than ``max_direct_spots`` points, so the caller aggregates the dense image instead.
+        """
+        xy_px = np.asarray(xy_px, dtype=np.float64)
+        if len(xy_px) > self.init_params["max_direct_spots"]:
+            logger.warning(
+                f"{len(xy_px)} spots exceed `max_direct_spots={self.init_params['max_direct_spots']}`: their values "
+                "are aggregated from the dense image instead of predicted from a patch at each."
+            )
+            return None
+        return self._predict_at(image, image_mpp, xy_px, device)
+
+    def _predict_at(self, image, image_mpp: float, xy_px: np.ndarray, device: str | None) -> np.ndarray:
+        device = settings.resolve_device(device)
+        centers = xy_px * (image_mpp / self.microns_per_pixel)
+        grid = grid_coordinates(xy_px * image_mpp, self._grid_pitch())
+        self.module.to(device).eval()
+        return predict_windows(
+            self.module,
+            self._model_image(image, image_mpp),
+            centers,
+            grid,
+            np.arange(len(xy_px)),
+            window_spots=self.init_params["window_spots"],
+            device=device,
+        )
+
+    def predict_image(self, image: da.Array, image_mpp: float, *, device: str | None = None) -> da.Array:
+        """Dense prediction ``(genes, y, x)`` float32, one pixel per ``dense_um`` of tissue, for an H&E ``(3, y, x)``.
+
+        Pixel ``(i, j)`` is the prediction for the patch centred on ``((j + 0.5), (i + 0.5)) * dense_um`` µm, so a
+        scale of ``dense_um / image_mpp`` aligns it with the H&E. Only points on tissue (the Otsu mask of
+        :func:`histo2st.tl.aggregate`) are predicted; the others are NaN. The image is computed in memory, window by
+        window (``genes`` × the number of grid points floats).
+        """
+        from ..tl._tissue import tissue_mask
+
+        stride_px = self.map_microns_per_pixel / image_mpp
+        height, width = (math.ceil(n / stride_px) for n in image.shape[1:])
+        gy, gx = np.mgrid[0:height, 0:width]
+        xy = np.column_stack([(gx.ravel() + 0.5) * stride_px, (gy.ravel() + 0.5) * stride_px])
+        mask, factor = tissue_mask(image)
+        i = np.clip((xy[:, 1] / factor).astype(int), 0, mask.shape[0] - 1)
+        j = np.clip((xy[:, 0] / factor).astype(int), 0, mask.shape[1] - 1)
+        on = np.flatnonzero(mask[i, j])
+        logger.info(
+            f"Predicting a {height} x {width} map every {self.map_microns_per_pixel:.3g} µm ({len(on)} patches)."
+        )
+        dense = np.full((self.n_genes, height * width), np.nan, dtype=np.float32)
+        if len(on):
+            dense[:, on] = self._predict_at(image, image_mpp, xy[on], device).T
+        return da.from_array(dense.reshape(self.n_genes, height, width), chunks=(self.n_genes, 1024, 1024))
+
+    def _model_image(self, image, image_mpp: float):
+        """The H&E at the model's resolution: in memory up to ``IMAGE_BYTES``, else lazy (read per window)."""
+        factor = image_mpp / self.microns_per_pixel
+        if not math.isclose(factor, 1.0, rel_tol=0.05):
+            logger.info(f"Resampling the H&E from {image_mpp:.3g} to {self.microns_per_pixel:.3g} µm/px.")
+        resampled = resample_image(image, factor)
+        if resampled.nbytes <= IMAGE_BYTES:
+            # windows read overlapping regions; a lazy JPEG-backed slide would be decoded again for each one
+            return np.asarray(resampled)
+        return resampled
+
+    def _grid_pitch(self) -> float:
+        pitch = self.init_params["grid_pitch_um"]
+        if pitch is None:
+            raise RuntimeError("This THItoGene model is untrained (no grid pitch); train it first with `model.train`.")
+        return pitch
+
+
+_MODEL_KEYS = (
+    "patch_um", "patch_px", "loss", "lam", "lr", "weight_decay", "window_spots", "batch_size", "augment", "dense_um",
+    "max_direct_spots", "grid_pitch_um",
+)  # fmt: skip
+
+
+def _patch_geometry(mpp: float | None, patch_um: float | None, patch_px: int | None) -> tuple[float, float, int]:
+    """Complete ``(microns_per_pixel, patch_um, patch_px)`` from any two of them (see the class doc)."""
+    given = sum(v is not None for v in (mpp, patch_um, patch_px))
+    if given == 3 and not math.isclose(patch_px * mpp, patch_um, rel_tol=0.02):
+        raise ValueError(
+            f"`patch_px={patch_px}` at `microns_per_pixel={mpp}` is {patch_px * mpp:.1f} µm, not `patch_um={patch_um}`;"
+            " give two of the three."
+        )
+    if patch_um is None:
+        patch_um = patch_px * mpp if patch_px is not None and mpp is not None else PAPER_PATCH_UM
+    if patch_px is None:
+        patch_px = PAPER_PATCH_PX if mpp is None else round(patch_um / mpp)
+    if mpp is None:
+        mpp = patch_um / patch_px
+    return float(mpp), float(patch_um), int(patch_px)
