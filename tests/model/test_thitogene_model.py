@@ -16,7 +16,9 @@ NET = dict(
 def fitted():
     sdata = st.datasets.synthetic_tissue(size_um=600, microns_per_pixel=2.0, n_genes=6, seed=2)
     st.pp.normalize(sdata)
-    model = st.tl.fit(sdata, "thitogene", epochs=6, microns_per_pixel=2.0, lr=3e-3, progress=False, patience=None, **NET)
+    model = st.tl.fit(
+        sdata, "thitogene", epochs=6, microns_per_pixel=2.0, lr=3e-3, progress=False, patience=None, **NET
+    )
     return sdata, model
 
 
