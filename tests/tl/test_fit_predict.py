@@ -39,12 +39,22 @@ def test_predict_writes_dense_map_and_tables(fitted, tmp_path):
 
     path = tmp_path / "s.zarr"
     st.io.write_zarr(sdata, path)
+    assert sdata.path == path  # still backed, by the renamed store
     code = (
         "import spatialdata as sd, numpy as np, sys; s = sd.read_zarr(sys.argv[1]); "
         "assert s['pred'].shape[1:] == (150, 150); assert s['pred_spots'].n_obs > 0; "
         "assert np.isfinite(np.asarray(s['pred'].data[:, :10, :10].compute(), dtype=float)).all()"
     )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+
+
+def test_predict_a_subset_of_genes(fitted):
+    sdata, model = fitted
+    st.tl.predict(sdata, model, genes=model.genes[:2], key_added="sub")
+    assert list(sdata.images["sub"].coords["c"].values) == model.genes[:2]
+    assert list(sdata.tables["sub_spots"].var_names) == model.genes[:2]
+    with pytest.raises(KeyError, match="does not predict 1"):
+        st.tl.predict(sdata, model, genes=["NOT_A_GENE"], key_added="bad")
 
 
 def test_predict_into_backed_store_streams_the_map(fitted, tmp_path):

@@ -45,6 +45,7 @@ def write_zarr(sdata, path: str | Path, *, overwrite: bool = False) -> Path:
             shutil.rmtree(trash)
         else:
             tmp.rename(path)
+        sdata.path = path  # `write` made the object backed by the temporary store, which is now `path`
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -22,6 +22,7 @@ def predict(
     spot_um: float | None = None,
     shape: str = "square",
     shapes_key: str | None = None,
+    genes=None,
     dense: bool = True,
     dtype: str = "float16",
     key_added: str = PRED_KEY,
@@ -42,6 +43,8 @@ def predict(
         ``"square"`` bins (Visium HD style) or ``"circle"`` spots of diameter ``spot_um`` for the grid.
     shapes_key
         Also aggregate over these shapes of the sample (circles, e.g. your own spots).
+    genes
+        Predict only these genes (default all the model's); a gene the model does not predict raises a ``KeyError``.
     dense
         Keep the dense map as an image element. With ``False`` the map is only used to fill the tables.
     dtype
@@ -81,6 +84,7 @@ def predict(
 
     start = time.perf_counter()
     scale = validate(sdata, require_counts=False)
+    gene_idx = model.check_genes(model.genes if genes is None else list(genes))
     _check_free(sdata, key_added, overwrite)
     he = sdata.images[scale.image_key]
     he = he["scale0"].ds["image"] if hasattr(he, "children") else he
@@ -94,11 +98,11 @@ def predict(
     map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
     map_scale = map_um / scale.microns_per_pixel
     dense_map = model.predict_image(he.data, scale.microns_per_pixel, device=device).astype(dtype)
-    dense_map = dense_map.rechunk((CHANNEL_CHUNK, *dense_map.chunks[1:]))
+    dense_map = dense_map[gene_idx].rechunk((CHANNEL_CHUNK, *dense_map.chunks[1:]))
     element = Image2DModel.parse(
         dense_map,
         dims=("c", "y", "x"),
-        c_coords=list(model.genes),
+        c_coords=[model.genes[i] for i in gene_idx],
         transformations={
             PIXEL_CS: Scale([map_scale, map_scale], axes=("y", "x")),
             MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
@@ -124,7 +128,7 @@ def predict(
     for name in new:
         if name in sdata.tables:
             sdata.tables[name].uns[ATTRS_KEY]["model"] = card
-            _predict_at_centres(sdata.tables[name], model, he.data, scale.microns_per_pixel, device)
+            _predict_at_centres(sdata.tables[name], model, he.data, scale.microns_per_pixel, device, gene_idx)
     written += [f"{'tables' if n in sdata.tables else 'shapes'}['{n}']" for n in new]
     if not dense:
         del sdata.images[key_added]
@@ -140,7 +144,7 @@ def predict(
     log_added("sdata", written, start)
 
 
-def _predict_at_centres(table, model, he, microns_per_pixel: float, device) -> None:
+def _predict_at_centres(table, model, he, microns_per_pixel: float, device, gene_idx: list[int]) -> None:
     """Replace a table's map aggregates by the model's predictions at its centres, for models that predict at points.
 
     ``model.predict_points`` returns ``None`` when there are too many points; the aggregates then stay.
@@ -150,7 +154,7 @@ def _predict_at_centres(table, model, he, microns_per_pixel: float, device) -> N
     values = None if predict_points is None else predict_points(he, microns_per_pixel, xy, device=device)
     table.uns[ATTRS_KEY]["values"] = "map aggregate" if values is None else "prediction at the centres"
     if values is not None:
-        table.X = np.asarray(values, dtype=np.float32)
+        table.X = np.asarray(values, dtype=np.float32)[:, gene_idx]
 
 
 def _check_free(sdata, key: str, overwrite: bool) -> None:
