@@ -11,10 +11,13 @@ from scipy.spatial import cKDTree
 from .._core._scale import pitch_from_centres
 from ..model._spot_windows import GRAPH_K, cut_patches, grid_coordinates, predict_windows, window_grid
 from ._augment import color_jitter
+from ._batchnorm import recalibrate_batchnorm
 from ._metrics import spot_metrics
 from ._sections import Section
 
 LOSSES = ("mse", "pixnet")
+#: Patches per forward pass when re-estimating BatchNorm statistics.
+BN_CHUNK = 256
 
 
 @dataclass
@@ -172,6 +175,23 @@ class THItoGenePlan:
         if self.loss == "pixnet":
             return pixnet_loss(pred, target, lam=self.lam)
         return {"loss": F.mse_loss(pred, target)}
+
+    def end_of_epoch(self, module, device) -> None:
+        """Re-estimate the patch encoder's BatchNorm statistics exactly on the training patches (precise BN).
+
+        A deviation from the reference, which keeps momentum averages: with them, evaluation-mode patch features
+        stayed ~20x flatter than in training on her2st and synthetic tissue, and predictions collapsed to the mean.
+        """
+        import torch
+
+        def chunks():
+            for ctx in self.contexts:
+                sec, idx = ctx.section, np.flatnonzero(ctx.is_train)
+                for start in range(0, len(idx), BN_CHUNK):
+                    patches = cut_patches(sec.image, sec.centers[idx[start : start + BN_CHUNK]], module.patch_px)
+                    yield torch.from_numpy(patches).to(device).float().div_(255)
+
+        recalibrate_batchnorm(module, module.encode_patches, chunks())
 
     def validate(self, module, device) -> dict:
         preds, targets = [], []

@@ -35,6 +35,8 @@ class TrainingPlan(Protocol):
     def validate(self, module, device) -> dict:
         """Return validation metrics (floats) computed on data never used for the loss."""
 
+    # optional: ``end_of_epoch(module, device)``, run without gradients after each epoch's training steps
+
 
 @dataclass
 class TrainerConfig:
@@ -128,6 +130,8 @@ class Trainer:
             record["epoch_seconds"] = time.perf_counter() - t0
             module.eval()
             with torch.no_grad():
+                if hasattr(self.plan, "end_of_epoch"):
+                    self.plan.end_of_epoch(module, device)
                 record.update(self.plan.validate(module, device))
             self.history.append(record)
             state.epoch = epoch + 1
