@@ -80,23 +80,26 @@ def synthetic_tissue(
     Returns
     -------
     :class:`spatialdata.SpatialData` in the histo2st conventions, every element with an Identity to ``"global"``
-    (pixels) and a Scale to ``"microns"``:
+    (pixels) and a Scale to ``"microns"``, holding:
 
-    - ``images["he"]``: the H&E image, (c=3, y, x) uint8.
-    - ``images["truth"]``: expected UMI per pixel at full capture (capture efficiency 1), (c=genes, y, x) float32
-      with channel names = gene names.
-    - ``shapes["spots"]`` and ``tables["table"]``: spots whose area is at least half over tissue; ``X`` and
-      ``layers["counts"]`` the sampled counts, ``layers["expected"]`` their Poisson means, ``obsm["spatial"]``,
-      ``obs["array_row"/"array_col"]`` (Visium convention), ``obsm["cell_type_fraction"]`` (fraction of each spot
-      covered by each type's cell bodies), ``var["role"/"marker_of"]`` and ``varm["cell_type_profile"]`` (UMI per µm²
-      of cell body at full capture).
-    - ``labels["cells"]`` and ``tables["table_cells"]``: cell bodies, with ``obs["cell_type"]``, centres and, as
-      ``X``, each cell's expression density.
-    - for each size in ``bins_um``, ``shapes["bins_{size:03d}um"]`` (squares) and ``tables["table_{size:03d}um"]`` with
-      ``layers["counts"]``, ``layers["expected"]``, ``obsm["spatial"]`` (bin centres) and the grid position in
-      ``obs["array_row"/"array_col"]``.
-    - ``attrs["histo2st"]``: the scale (``mpp_source="given"``) and, under ``"synthetic"``, these parameters, the
-      cell-type and region names and the truth units.
+    ``images["he"]``
+        The H&E image, (c=3, y, x) uint8.
+    ``images["truth"]``
+        Expected UMI per pixel at full capture (capture efficiency 1), (c=genes, y, x) float32 with channel names =
+        gene names.
+    ``shapes["spots"]`` and ``tables["table"]``
+        Spots whose area is at least half over tissue; ``X`` and ``layers["counts"]`` the sampled counts,
+        ``layers["expected"]`` their Poisson means, ``obsm["spatial"]``, ``obs["array_row"/"array_col"]`` (Visium
+        convention), ``obsm["cell_type_fraction"]`` (fraction of each spot covered by each type's cell bodies),
+        ``var["role"/"marker_of"]`` and ``varm["cell_type_profile"]`` (UMI per µm² of cell body at full capture).
+    ``labels["cells"]`` and ``tables["table_cells"]``
+        Cell bodies, with ``obs["cell_type"]``, centres and, as ``X``, each cell's expression density.
+    ``shapes["bins_{size:03d}um"]`` and ``tables["table_{size:03d}um"]``
+        For each size in ``bins_um``: squares with ``layers["counts"]``, ``layers["expected"]``, ``obsm["spatial"]``
+        (bin centres) and the grid position in ``obs["array_row"/"array_col"]``.
+    ``attrs["histo2st"]``
+        The scale (``mpp_source="given"``) and, under ``"synthetic"``, these parameters, the cell-type and region
+        names and the truth units.
     """
     start = time.perf_counter()
     seed = settings.seed if seed is None else seed
