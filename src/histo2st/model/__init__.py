@@ -1,9 +1,7 @@
 """User-facing models: a network with its card, training, saving and loading."""
 
-from ._base import BaseModel, load_model
+from ._base import MODELS, BaseModel, load_model
 from ._pixnet import PixNet
 from ._thitogene import THItoGene
-
-MODELS = {"pixnet": PixNet, "thitogene": THItoGene}
 
 __all__ = ["MODELS", "BaseModel", "PixNet", "THItoGene", "load_model"]

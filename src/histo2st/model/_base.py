@@ -16,7 +16,8 @@ from .._settings import settings
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
-_REGISTRY: dict[str, type[BaseModel]] = {}
+#: Model classes by ``model_name``; filled as subclasses are defined (used by ``st.tl.fit`` and ``load_model``).
+MODELS: dict[str, type[BaseModel]] = {}
 
 
 class BaseModel:
@@ -31,7 +32,7 @@ class BaseModel:
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         if cls.model_name:
-            _REGISTRY[cls.model_name] = cls
+            MODELS[cls.model_name] = cls
 
     def __init__(self, genes, *, microns_per_pixel: float, init_params: dict) -> None:
         genes = [str(g) for g in genes]
@@ -54,9 +55,15 @@ class BaseModel:
     def _build_module(self):
         raise NotImplementedError
 
-    def _make_plan(self, train: list, val: list):
-        """The training plan of this model over the prepared sections (see :mod:`histo2st.train`)."""
+    #: ``init_params`` passed on to the training plan.
+    _plan_args: tuple[str, ...] = ()
+
+    def _plan_class(self):
+        """The training plan class of this model (see :mod:`histo2st.train`)."""
         raise NotImplementedError
+
+    def _make_plan(self, train: list, val: list):
+        return self._plan_class()(self.module, train, val, **{k: self.init_params[k] for k in self._plan_args})
 
     def _output_bias(self):
         """The bias of the layer that outputs the genes."""
@@ -212,9 +219,9 @@ class BaseModel:
         if not card_path.is_file():
             raise FileNotFoundError(f"No model card at '{card_path}': is '{path}' a directory written by `model.save`?")
         card = json.loads(card_path.read_text())
-        klass = _REGISTRY.get(card.get("model"))
+        klass = MODELS.get(card.get("model"))
         if klass is None:
-            raise ValueError(f"Unknown model type {card.get('model')!r} in '{card_path}'; known: {sorted(_REGISTRY)}.")
+            raise ValueError(f"Unknown model type {card.get('model')!r} in '{card_path}'; known: {sorted(MODELS)}.")
         if cls is not BaseModel and klass is not cls:
             raise TypeError(f"'{path}' holds a {klass.__name__}, not a {cls.__name__}.")
         model = klass(

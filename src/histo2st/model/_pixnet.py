@@ -50,6 +50,7 @@ class PixNet(BaseModel):
     """
 
     model_name = "pixnet"
+    _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "augment")
 
     def __init__(
         self,
@@ -86,24 +87,14 @@ class PixNet(BaseModel):
         from ..module import PixNetModule
 
         p = self.init_params
-        extra = {k: v for k, v in p.items() if k not in _PLAN_KEYS and k not in ("hidden_dim", "encoder_weights")}
+        not_module = {*self._plan_args, "tile_px", "hidden_dim", "encoder_weights"}
+        extra = {k: v for k, v in p.items() if k not in not_module}
         return PixNetModule(self.n_genes, hidden_dim=p["hidden_dim"], encoder_weights=p["encoder_weights"], **extra)
 
-    def _make_plan(self, train, val):
+    def _plan_class(self):
         from ..train import PixNetPlan
 
-        p = self.init_params
-        return PixNetPlan(
-            self.module,
-            train,
-            val,
-            crop_px=p["crop_px"],
-            batch_size=p["batch_size"],
-            lam=p["lam"],
-            lr=p["lr"],
-            weight_decay=p["weight_decay"],
-            augment=p["augment"],
-        )
+        return PixNetPlan
 
     def _output_bias(self):
         return self.module.head.bias
@@ -141,9 +132,6 @@ def _predict_block(block: np.ndarray, module, grid, device) -> np.ndarray:
     _, h, w = block.shape
     dense = run_network(module, block[None], device, normalize=normalize_images)[0]
     return dense[:, grid.halo : h - grid.halo, grid.halo : w - grid.halo]
-
-
-_PLAN_KEYS = ("lam", "lr", "weight_decay", "crop_px", "batch_size", "tile_px", "augment")
 
 
 def _weights_origin(path) -> dict:

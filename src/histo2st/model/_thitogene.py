@@ -76,6 +76,7 @@ class THItoGene(BaseModel):
     """
 
     model_name = "thitogene"
+    _plan_args = ("window_spots", "batch_size", "loss", "lam", "lr", "weight_decay", "augment")
 
     def __init__(
         self,
@@ -125,22 +126,10 @@ class THItoGene(BaseModel):
         """Pixel size in µm of the dense image written by :meth:`predict_image`."""
         return self.init_params["dense_um"]
 
-    def _make_plan(self, train, val):
+    def _plan_class(self):
         from ..train import THItoGenePlan
 
-        p = self.init_params
-        return THItoGenePlan(
-            self.module,
-            train,
-            val,
-            window_spots=p["window_spots"],
-            batch_size=p["batch_size"],
-            loss=p["loss"],
-            lam=p["lam"],
-            lr=p["lr"],
-            weight_decay=p["weight_decay"],
-            augment=p["augment"],
-        )
+        return THItoGenePlan
 
     def _output_bias(self):
         return self.module.head[-1].bias

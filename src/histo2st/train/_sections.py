@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._constants import ATTRS_KEY, SPATIAL_KEY
+from .._constants import ATTRS_KEY, INSTANCE_KEY, SPATIAL_KEY
 from .._core import as_samples, validate
 from .._core._resample import resample_image
 from .._logging import logger
@@ -102,7 +102,7 @@ def prepare_sections(
         factor = scale.microns_per_pixel / microns_per_pixel
         image = resample_image(sdata.images[scale.image_key].data, factor).compute()
         shapes = sdata.shapes[scale.shapes_key]
-        ids = table.obs[_instance_key(table)].to_numpy()
+        ids = table.obs[INSTANCE_KEY].to_numpy()
         radii = shapes.loc[ids, "radius"].to_numpy(dtype=np.float64) * factor
         centers = np.asarray(table.obsm[SPATIAL_KEY], dtype=np.float64) * factor
         logger.debug(f"Section '{name}': {len(ids)} spots, image {image.shape[1:]} px at {microns_per_pixel} µm/px.")
@@ -118,10 +118,6 @@ def prepare_sections(
             )
         )
     return sections, norm or {}
-
-
-def _instance_key(table) -> str:
-    return table.uns["spatialdata_attrs"]["instance_key"]
 
 
 def subset_section(section: Section, mask: np.ndarray) -> Section:
