@@ -1,12 +1,13 @@
 """histo2st: predict spatially resolved gene expression from H&E histology, on SpatialData.
 
-``import histo2st as st`` gives ``st.io``, ``st.pp``, ``st.tl``, ``st.pl``, ``st.datasets`` and ``st.settings``.
+``import histo2st as st`` gives ``st.io``, ``st.pp``, ``st.tl``, ``st.pl``, ``st.metrics``, ``st.datasets`` and
+``st.settings``.
 Importing the package does not import torch; the models import it when they are used.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, io, pl, pp, tl
+from . import datasets, io, metrics, pl, pp, tl
 from ._settings import settings
 
 try:
@@ -14,4 +15,4 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["__version__", "datasets", "io", "pl", "pp", "settings", "tl"]
+__all__ = ["__version__", "datasets", "io", "metrics", "pl", "pp", "settings", "tl"]

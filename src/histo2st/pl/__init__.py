@@ -1,1 +1,8 @@
-"""Plotting (``st.pl``)."""
+"""Plotting (``st.pl``): genes over the H&E, per-gene correlations, training curves and multi-scale maps."""
+
+from ._correlation import gene_correlation
+from ._history import history
+from ._multiscale import multiscale
+from ._spatial import spatial_gene
+
+__all__ = ["gene_correlation", "history", "multiscale", "spatial_gene"]

@@ -1,9 +1,25 @@
-"""Tools (``st.tl``): aggregation, model fitting and prediction."""
+"""Tools (``st.tl``): aggregation, model fitting, prediction and evaluation."""
 
 from ..model._base import load_model
 from ._aggregate import aggregate
 from ._aggregate_arrays import Aggregated, aggregate_array
+from ._evaluate import evaluate, gene_scores
+from ._evaluate_dense import evaluate_dense
 from ._fit import fit
 from ._predict import predict
+from ._protocols import PROTOCOLS, Protocol, protocol
 
-__all__ = ["Aggregated", "aggregate", "aggregate_array", "fit", "load_model", "predict"]
+__all__ = [
+    "PROTOCOLS",
+    "Aggregated",
+    "Protocol",
+    "aggregate",
+    "aggregate_array",
+    "evaluate",
+    "evaluate_dense",
+    "fit",
+    "gene_scores",
+    "load_model",
+    "predict",
+    "protocol",
+]

@@ -1,0 +1,77 @@
+"""``st.pl.history``: training and validation curves per epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ._figure import finish, panel_grid
+
+#: Axis labels of the metrics a histo2st trainer records.
+METRIC_LABELS = {
+    "loss": "training loss",
+    "val_pcc": "validation PCC (mean over genes)",
+    "val_mse": "validation MSE",
+    "epoch_seconds": "seconds per epoch",
+}
+
+
+def history(
+    model_or_history,
+    *,
+    metrics: str | Sequence[str] = ("loss", "val_pcc"),
+    panel_size: tuple[float, float] = (4.0, 3.0),
+    ax=None,
+    show: bool | None = None,
+    save=None,
+    return_fig: bool = False,
+):
+    """Plot training and validation metrics per epoch, one panel per metric.
+
+    Parameters
+    ----------
+    model_or_history
+        A trained model (its ``history``) or the history itself: a list of per-epoch dicts with ``"epoch"`` and the
+        metrics (``"loss"``, ``"val_pcc"``, ``"val_mse"``, ``"epoch_seconds"``).
+    metrics
+        Keys to plot. Epochs without a key (or with ``None``) are skipped; NaN shows as a gap.
+    panel_size
+        Size of one panel in inches.
+    ax
+        Axes to draw into, one per metric.
+    show
+        Show the figure; default when it is neither saved nor returned.
+    save
+        Write the figure to this path (``.png``, ``.pdf``, ...), creating parent folders.
+    return_fig
+        Return the figure.
+
+    Returns
+    -------
+    The figure with ``return_fig=True``; ``None`` when shown; otherwise the Axes (one metric) or an array of Axes,
+    one per metric.
+    """
+    records = getattr(model_or_history, "history", model_or_history)
+    if not isinstance(records, Sequence) or not all(isinstance(r, Mapping) for r in records):
+        raise TypeError("Pass a trained model or its `history` (a list of per-epoch dicts).")
+    if not records:
+        raise ValueError("The history is empty: the model has not been trained (`model.train(...)` / `st.tl.fit`).")
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    available = sorted({k for r in records for k, v in r.items() if v is not None and k != "epoch"})
+    missing = [m for m in metrics if m not in available]
+    if missing:
+        hint = " (validation metrics exist only when training had validation spots)" if any(
+            m.startswith("val_") for m in missing
+        ) else ""  # fmt: skip
+        raise KeyError(f"Metrics {missing} are not in the history{hint}; it has {available}.")
+
+    fig, axes = panel_grid(1, len(metrics), ax, panel_size)
+    for a, metric in zip(axes[0], metrics, strict=True):
+        rows = [(r.get("epoch", i + 1), r[metric]) for i, r in enumerate(records) if r.get(metric) is not None]
+        epochs, values = (np.asarray(v, dtype=np.float64) for v in zip(*rows, strict=True))
+        a.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, ms=3, label=metric)
+        a.set_xlabel("epoch")
+        a.set_ylabel(METRIC_LABELS.get(metric, metric))
+        a.set_title(metric)
+    return finish(fig, axes[0], show=show, save=save, return_fig=return_fig)

@@ -1,0 +1,263 @@
+"""``st.tl.evaluate`` and ``st.tl.gene_scores``: predicted against measured spot expression, per section and pooled."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from .._constants import ATTRS_KEY, PRED_KEY, TABLE_KEY
+from .._logging import log_added, logger
+from ..metrics import PCC_SUMMARY, kmeans_ari, mae, mse, pcc_summary, pearson_per_gene
+
+#: Row label of the metrics over all sections' spots together.
+POOLED = "pooled"
+#: Columns of the summary that :func:`evaluate` returns, in order.
+SUMMARY_COLUMNS = ("scope", "n_spots", "n_genes", "MSE", "MAE", *PCC_SUMMARY, "ARI")
+
+
+def evaluate(
+    data,
+    *,
+    pred_key: str = f"{PRED_KEY}_spots",
+    truth_key: str = TABLE_KEY,
+    genes=None,
+    n_clusters: int | None = None,
+    key_added: str = "evaluation",
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """Compare predicted with measured expression at the measured spots, per section and pooled over sections.
+
+    For each section, the rows of the prediction table are matched to the measured spots by name (the table
+    :func:`histo2st.tl.predict` writes carries the measured table's spot names; a subset or another order is fine).
+    Per gene, the Pearson correlation across the section's spots and its two-sided p-value are computed; over genes
+    they are summarised as PCC@M (mean), PCC@S (median) and PCC@F (first quartile), the PixNet paper's metrics. MSE
+    and MAE are taken over all spots x genes. The ``"pooled"`` row computes the same metrics over the spots of all
+    sections concatenated (one correlation per gene across every spot), which is not the mean of the section rows:
+    the PixNet paper reports per-section numbers, a pooled correlation also rewards getting the differences between
+    sections right.
+
+    Parameters
+    ----------
+    data
+        One sample (:class:`spatialdata.SpatialData`), or several sections as a dict ``{name: sdata}`` or a list.
+        Sections are named by the dict keys, else by ``sdata.attrs["histo2st"]["sample"]``.
+    pred_key
+        Table of predictions at the measured spots, rows named like the measured table's.
+    truth_key
+        Table of measured expression, on the scale the model was trained on (log-normalised ``X`` after
+        :func:`histo2st.pp.normalize`); ``X`` may be sparse.
+    genes
+        Genes to evaluate; default every gene in both tables of every section (in the prediction's order).
+    n_clusters
+        Also cluster the spots of each section with k-means into this many domains, once on the predicted and once on
+        the measured expression (THItoGene protocol), and report the adjusted Rand index between the two labelings.
+        The pooled ARI is the mean of the sections' ARIs (domains are defined within a section). ``None`` skips it.
+    key_added
+        Prefix of the columns and key of the ``uns`` entry written.
+    seed
+        Random state of k-means; default :attr:`histo2st.settings.seed`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per section (index: section name) and a last row ``"pooled"``; columns ``"scope"`` (``"section"`` or
+        ``"pooled"``), ``"n_spots"``, ``"n_genes"``, ``"MSE"``, ``"MAE"``, ``"PCC@M"``, ``"PCC@S"``, ``"PCC@F"`` and
+        ``"ARI"`` (NaN without ``n_clusters``). In each section's prediction table (in memory):
+    ``table.var[f"{key_added}_pcc"]``
+        Pearson correlation of the gene across the section's spots (NaN for genes not evaluated or constant).
+    ``table.var[f"{key_added}_pvalue"]``
+        Its two-sided p-value (:func:`scipy.stats.pearsonr`).
+    ``table.uns["histo2st"][key_added]``
+        ``"params"`` (``pred_key``, ``truth_key``, ``genes``, ``n_clusters``, ``seed``, ``sections``), ``"summary"``
+        (this section's row) and ``"pooled"`` (the pooled row).
+
+    Raises
+    ------
+    KeyError
+        If a table is missing, or requested genes are not in both tables of every section.
+    ValueError
+        If a section's tables share no spot, the tables share no gene, or a section is named ``"pooled"``.
+
+    See Also
+    --------
+    histo2st.tl.gene_scores : The per-gene correlations as one long table.
+    histo2st.tl.evaluate_dense : Dense predicted maps against a dense truth.
+    """
+    from .._core import as_samples
+    from .._settings import settings
+
+    start = time.perf_counter()
+    samples = as_samples(data)
+    if POOLED in samples:
+        raise ValueError(f"A section is named '{POOLED}', which labels the pooled row; rename it.")
+    seed = settings.seed if seed is None else seed
+    pairs = {name: _aligned(sdata, name, pred_key, truth_key) for name, sdata in samples.items()}
+    genes = _genes_to_evaluate(pairs, genes, pred_key, truth_key)
+    if n_clusters is not None:
+        _check_clusters(pairs, n_clusters)
+
+    rows, scores, arrays = {}, {}, {}
+    for name, (pred, truth) in pairs.items():
+        p, t = _values(pred, genes), _values(truth, genes)
+        arrays[name] = p, t
+        scores[name] = pearson_per_gene(p, t)
+        ari = kmeans_ari(p, t, n_clusters, seed=seed) if n_clusters is not None else np.nan
+        rows[name] = _row("section", p, t, scores[name][0], ari)
+    p = np.concatenate([a[0] for a in arrays.values()])
+    t = np.concatenate([a[1] for a in arrays.values()])
+    pooled_ari = float(np.mean([row["ARI"] for row in rows.values()])) if n_clusters is not None else np.nan
+    rows[POOLED] = _row("pooled", p, t, pearson_per_gene(p, t)[0], pooled_ari)
+    summary = pd.DataFrame.from_dict(rows, orient="index").loc[:, list(SUMMARY_COLUMNS)]
+    summary.index.name = "section"
+
+    params = {
+        "pred_key": pred_key,
+        "truth_key": truth_key,
+        "genes": np.asarray(genes, dtype=str),
+        "n_clusters": n_clusters,
+        "seed": seed,
+        "sections": np.asarray(list(samples), dtype=str),
+    }
+    for name, sdata in samples.items():
+        table = sdata.tables[pred_key]
+        r, pvalue = scores[name]
+        table.var[f"{key_added}_pcc"] = pd.Series(r, index=genes).reindex(table.var_names).to_numpy()
+        table.var[f"{key_added}_pvalue"] = pd.Series(pvalue, index=genes).reindex(table.var_names).to_numpy()
+        table.uns.setdefault(ATTRS_KEY, {})[key_added] = {
+            "params": dict(params),
+            "summary": rows[name],
+            "pooled": rows[POOLED],
+        }
+    written = [f'var["{key_added}_pcc"]', f'var["{key_added}_pvalue"]', f'uns["histo2st"]["{key_added}"]']
+    log_added(f"tables['{pred_key}'] of {len(samples)} section(s), {len(genes)} genes", written, start)
+    return summary
+
+
+def gene_scores(data, *, pred_key: str = f"{PRED_KEY}_spots", key: str = "evaluation") -> pd.DataFrame:
+    """The per-gene correlations written by :func:`evaluate`, as one long table ranked within each section.
+
+    Parameters
+    ----------
+    data
+        The sample or sections given to :func:`evaluate` (same forms and names).
+    pred_key
+        Prediction table that was evaluated.
+    key
+        ``key_added`` of that :func:`evaluate` call.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``"section"``, ``"gene"``, ``"pcc"``, ``"pvalue"`` and ``"neg_log10_pvalue"`` (``-log10 p``, with
+        p-values that underflow to 0 clipped to the smallest positive float), one row per evaluated gene and section,
+        sorted by section (in the given order) then by descending ``pcc`` (NaN last).
+    """
+    from .._core import as_samples
+
+    frames = []
+    for name, sdata in as_samples(data).items():
+        if pred_key not in sdata.tables:
+            raise KeyError(f"Section '{name}' has no table '{pred_key}'; tables: {list(sdata.tables)}.")
+        table = sdata.tables[pred_key]
+        entry = table.uns.get(ATTRS_KEY, {}).get(key)
+        if entry is None or f"{key}_pcc" not in table.var:
+            raise KeyError(
+                f"Table '{pred_key}' of section '{name}' has no evaluation '{key}'. Run "
+                f"`st.tl.evaluate(data, pred_key='{pred_key}', key_added='{key}')` first."
+            )
+        genes = [str(g) for g in entry["params"]["genes"]]
+        var = table.var.loc[genes, [f"{key}_pcc", f"{key}_pvalue"]].to_numpy()
+        frames.append(pd.DataFrame({"section": name, "gene": genes, "pcc": var[:, 0], "pvalue": var[:, 1]}))
+    scores = pd.concat(frames, ignore_index=True)
+    tiny = np.finfo(np.float64).tiny
+    scores["neg_log10_pvalue"] = -np.log10(np.maximum(scores["pvalue"].to_numpy(dtype=np.float64), tiny))
+    scores["section"] = pd.Categorical(scores["section"], categories=list(dict.fromkeys(scores["section"])))
+    scores = scores.sort_values(["section", "pcc"], ascending=[True, False], na_position="last", kind="stable")
+    return scores.reset_index(drop=True)
+
+
+def _aligned(sdata, name: str, pred_key: str, truth_key: str):
+    """The prediction and measured tables of one section, restricted to their shared spots in the measured order."""
+    for key, what in ((pred_key, "prediction"), (truth_key, "measured")):
+        if key not in sdata.tables:
+            hint = " Run `st.tl.predict(sdata, model)` first." if what == "prediction" else ""
+            raise KeyError(
+                f"Section '{name}' has no {what} table '{key}' (tables: {list(sdata.tables)}).{hint} Or pass "
+                f"`{'pred_key' if what == 'prediction' else 'truth_key'}=`."
+            )
+    pred, truth = sdata.tables[pred_key], sdata.tables[truth_key]
+    if not pred.obs_names.is_unique:
+        raise ValueError(f"The rows of table '{pred_key}' of section '{name}' do not have unique names.")
+    shared = truth.obs_names[truth.obs_names.isin(pred.obs_names)]
+    if len(shared) == 0:
+        raise ValueError(
+            f"Tables '{pred_key}' and '{truth_key}' of section '{name}' share no spot name (e.g. "
+            f"{pred.obs_names[:3].tolist()} vs {truth.obs_names[:3].tolist()}). The prediction table must name its "
+            "rows like the measured table, as `st.tl.predict` does; predict on this section again, or rename the rows."
+        )
+    if len(shared) < 2:
+        raise ValueError(
+            f"Tables '{pred_key}' and '{truth_key}' of section '{name}' share {len(shared)} spot; correlations across "
+            "spots need at least 2."
+        )
+    if len(shared) < truth.n_obs or len(shared) < pred.n_obs:
+        logger.info(
+            f"Section '{name}': evaluating the {len(shared)} spots in both tables ({truth.n_obs} measured, "
+            f"{pred.n_obs} predicted)."
+        )
+    return pred[shared], truth[shared]
+
+
+def _genes_to_evaluate(pairs: dict, genes, pred_key: str, truth_key: str) -> list[str]:
+    if genes is None:
+        first_pred = next(iter(pairs.values()))[0]
+        common = first_pred.var_names
+        for pred, truth in pairs.values():
+            common = common[common.isin(pred.var_names) & common.isin(truth.var_names)]
+        if len(common) == 0:
+            raise ValueError(
+                f"Tables '{pred_key}' and '{truth_key}' share no gene in every section; check that the prediction is "
+                "for these samples' genes, or pass `genes=`."
+            )
+        return common.tolist()
+    genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
+    if not genes or len(set(genes)) < len(genes):
+        raise ValueError("`genes` must be a non-empty list of distinct gene names.")
+    for name, (pred, truth) in pairs.items():
+        for table, key in ((pred, pred_key), (truth, truth_key)):
+            missing = pd.Index(genes).difference(table.var_names)
+            if len(missing):
+                raise KeyError(
+                    f"{len(missing)} of the requested genes are not in table '{key}' of section '{name}', e.g. "
+                    f"{missing[:10].tolist()}. Pass genes present in both tables."
+                )
+    return genes
+
+
+def _check_clusters(pairs: dict, n_clusters: int) -> None:
+    if not isinstance(n_clusters, int | np.integer) or n_clusters < 2:
+        raise ValueError(f"`n_clusters` must be an int >= 2 or None, got {n_clusters!r}.")
+    for name, (pred, _) in pairs.items():
+        if pred.n_obs < n_clusters:
+            raise ValueError(
+                f"Section '{name}' has {pred.n_obs} spots, fewer than `n_clusters={n_clusters}`; pass fewer clusters."
+            )
+
+
+def _values(table, genes: list[str]) -> np.ndarray:
+    x = table[:, genes].X
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+
+
+def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: float) -> dict:
+    return {
+        "scope": scope,
+        "n_spots": int(pred.shape[0]),
+        "n_genes": int(pred.shape[1]),
+        "MSE": mse(pred, truth),
+        "MAE": mae(pred, truth),
+        **pcc_summary(pcc),
+        "ARI": float(ari),
+    }
