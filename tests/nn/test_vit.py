@@ -62,3 +62,18 @@ def test_positions_outside_the_table_are_clipped():
 def test_heads_must_divide_the_width():
     with pytest.raises(ValueError, match="not divisible by heads"):
         SpotViT(8, 4, heads=5)
+
+
+def test_spots_keep_their_differences_through_the_encoder():
+    # Regression: without the input and output LayerNorms, small capsule vectors (norm < 1) were swamped by the
+    # spot-independent part of the sublayer outputs, and the per-spot spread of the output fell ~10x.
+    torch.manual_seed(0)
+    vit = SpotViT(64, 20).eval()
+    tokens = torch.nn.functional.normalize(torch.randn(300, 20, 64), dim=-1) * 0.3 + 0.05
+    with torch.no_grad():
+        out = vit(tokens, torch.randint(0, 30, (300, 2)))
+
+    def relative_spread(t):
+        return float(t.std(0).mean() / t.pow(2).mean().sqrt())
+
+    assert relative_spread(out) > 0.5 * relative_spread(tokens.flatten(1))

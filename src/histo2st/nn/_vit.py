@@ -57,6 +57,13 @@ class SpotViT(nn.Module):
     per head) and its projections have biases; the reference's hand-written attention uses 64 per head
     (1024 inside), so this encoder has ~2.2 M more parameters per layer. A library layer was preferred to a
     hand-written one.
+
+    Deviation: a LayerNorm on each token before the encoder and one after it (as in the ViT paper's pre-norm
+    encoder); the reference has neither. Capsules have norm < 1, so a token's elements are ~0.02 while the sublayer
+    outputs are ~1 and largely the same for every spot: on her2st, after training, the per-spot spread of the
+    ViT output was 0.007 of its magnitude (0.77 at its input), and the GAT and head then saw almost one vector for
+    every spot. With the two norms it stays at 0.24-0.29 and validation PCC after 5 epochs rose from 0.027 to 0.045
+    (same settings).
     """
 
     def __init__(
@@ -80,12 +87,13 @@ class SpotViT(nn.Module):
         self.n_tokens = n_tokens
         self.token_dim = token_dim
         self.position = GridPositionEmbedding(n_pos, token_dim)
+        self.input_norm = nn.LayerNorm(self.dim)
         self.embed_dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(
             self.dim, heads, mlp_dim, dropout, activation="gelu", batch_first=True, norm_first=True
         )
         # Nested tensors are not used with pre-norm layers anyway; disabling them silences torch's warning.
-        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(self.dim), enable_nested_tensor=False)
 
     def forward(
         self, tokens: torch.Tensor, grid_xy: torch.Tensor, key_padding_mask: torch.Tensor | None = None
@@ -117,5 +125,5 @@ class SpotViT(nn.Module):
                 f"{tuple(tokens.shape)} and {tuple(grid_xy.shape)}."
             )
         x = torch.cat((tokens, self.position(grid_xy)), dim=-2).flatten(-2)
-        x = self.encoder(self.embed_dropout(x), src_key_padding_mask=key_padding_mask)
+        x = self.encoder(self.embed_dropout(self.input_norm(x)), src_key_padding_mask=key_padding_mask)
         return x.squeeze(0) if unbatched else x
