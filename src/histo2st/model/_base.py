@@ -84,6 +84,7 @@ class BaseModel:
         max_time: float | None = None,
         seed: int | None = None,
         progress: bool = True,
+        ema_decay: float | None = None,
     ) -> list[dict]:
         """Train on one or several normalised sections.
 
@@ -108,6 +109,9 @@ class BaseModel:
             Random seed; default :attr:`histo2st.settings.seed`.
         progress
             Show a progress bar.
+        ema_decay
+            Validate, select and keep an exponential moving average of the weights with this decay (e.g. 0.999);
+            ``None`` uses the trained weights. See :class:`histo2st.train.TrainerConfig`.
 
         Returns
         -------
@@ -130,6 +134,7 @@ class BaseModel:
             patience=patience if val else None,
             max_time=max_time,
             progress=progress,
+            ema_decay=ema_decay,
         )
         if not self.history:
             self._start_at_the_mean(train)
@@ -148,6 +153,7 @@ class BaseModel:
                 "seconds": round(time.perf_counter() - start, 1),
                 "device": device,
                 "seed": seed,
+                "ema_decay": ema_decay,
             },
             validation_metrics=_best_record(self.history),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -45,12 +46,14 @@ class PixNet(BaseModel):
         Input tile edge for prediction (context halo included).
     augment
         Flips, 90° rotations and colour jitter during training.
+    stain_augment
+        H&E re-staining, blur and 0.9-1.1x scale changes during training (see :class:`~histo2st.train.PixNetPlan`).
     **module_kwargs
         Passed to :class:`~histo2st.module.PixNetModule`.
     """
 
     model_name = "pixnet"
-    _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "augment")
+    _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "augment", "stain_augment")
 
     def __init__(
         self,
@@ -66,6 +69,7 @@ class PixNet(BaseModel):
         batch_size: int = 8,
         tile_px: int = 512,
         augment: bool = True,
+        stain_augment: bool = False,
         **module_kwargs,
     ) -> None:
         params = {
@@ -78,6 +82,7 @@ class PixNet(BaseModel):
             "batch_size": batch_size,
             "tile_px": tile_px,
             "augment": augment,
+            "stain_augment": stain_augment,
             **module_kwargs,
         }
         super().__init__(genes, microns_per_pixel=microns_per_pixel, init_params=params)
@@ -139,4 +144,9 @@ def _weights_origin(path) -> dict:
         return {"source": "random initialisation"}
     path = Path(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    return {"source": str(path), "sha256": digest}
+    origin = {"source": str(path), "sha256": digest}
+    card = path.with_suffix(".json")  # written beside encoders by st.tl.pretrain_encoder
+    pretrained = json.loads(card.read_text()) if card.is_file() else None
+    if isinstance(pretrained, dict) and pretrained.get("kind") == "histo2st encoder":
+        origin["pretraining"] = {k: pretrained[k] for k in ("method", "slides", "microns_per_pixel", "transductive")}
+    return origin

@@ -7,6 +7,7 @@ from ._evaluate import evaluate, gene_scores
 from ._evaluate_dense import evaluate_dense
 from ._fit import fit
 from ._predict import predict
+from ._pretrain import pretrain_encoder
 from ._protocols import PROTOCOLS, Protocol, protocol
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "gene_scores",
     "load_model",
     "predict",
+    "pretrain_encoder",
     "protocol",
 ]

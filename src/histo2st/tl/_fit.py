@@ -20,6 +20,7 @@ def fit(
     max_time: float | None = None,
     seed: int | None = None,
     progress: bool = True,
+    ema_decay: float | None = None,
     **hyperparameters,
 ):
     """Train a model that predicts gene expression from H&E.
@@ -57,6 +58,9 @@ def fit(
         Random seed; default :attr:`histo2st.settings.seed`.
     progress
         Show a progress bar with the loss and validation PCC.
+    ema_decay
+        Keep an exponential moving average of the weights with this decay (e.g. 0.999; ``None``: off). Validation,
+        early stopping and the returned model then use the averaged weights.
     **hyperparameters
         Passed to the model class (e.g. PixNet's ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder_weights``;
         THItoGene's ``lr``, ``loss``, ``patch_um``, ``window_spots``, ``dense_um``).
@@ -90,5 +94,6 @@ def fit(
         max_time=max_time,
         seed=seed,
         progress=progress,
+        ema_decay=ema_decay,
     )
     return instance

@@ -7,9 +7,12 @@ import math
 import numpy as np
 
 from ..model._tiling import make_grid, predict_spots_tiled, read_tile
-from ._augment import color_jitter, flip_rotate
+from ._augment import color_jitter, flip_rotate, stain_jitter
 from ._metrics import spot_metrics
 from ._sections import Section
+
+#: Range of the scale change of ``stain_augment`` (crop pixels per image pixel).
+ZOOM = (0.9, 1.1)
 
 
 class PixNetPlan:
@@ -36,6 +39,9 @@ class PixNetPlan:
         Adam settings (paper: 5e-4, 1e-4).
     augment
         Random flips, 90° rotations and colour jitter.
+    stain_augment
+        H&E-specific augmentation: each crop re-stained in hematoxylin-eosin space and sometimes blurred
+        (:func:`~histo2st.train._augment.stain_jitter`), and read at a random scale of 0.9-1.1x (spots scale with it).
     """
 
     def __init__(
@@ -50,13 +56,15 @@ class PixNetPlan:
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
         augment: bool = True,
+        stain_augment: bool = False,
     ) -> None:
         self.module = module
         self.train, self.val = train, val
         self.crop_px, self.batch_size, self.lam = crop_px, batch_size, lam
-        self.lr, self.weight_decay, self.augment = lr, weight_decay, augment
+        self.lr, self.weight_decay, self.augment, self.stain_augment = lr, weight_decay, augment, stain_augment
         r_max = max(float(s.radii.max()) for s in train if s.n_spots)
-        if crop_px % 32 or crop_px < 2 * r_max + 2:
+        smallest_read = crop_px / ZOOM[1] if stain_augment else crop_px
+        if crop_px % 32 or smallest_read < 2 * r_max + 2:
             raise ValueError(
                 f"`crop_px={crop_px}` must be a multiple of 32 and larger than a spot ({2 * r_max:.0f} px across at "
                 "the model resolution); raise `crop_px` or train at a coarser `microns_per_pixel`."
@@ -85,23 +93,27 @@ class PixNetPlan:
         for b, (si, spot) in enumerate(anchors):
             sec = self.train[si]
             (cx, cy), r = sec.centers[spot], sec.radii[spot]
-            x0 = int(np.floor(rng.uniform(cx + r - s, cx - r)))
-            y0 = int(np.floor(rng.uniform(cy + r - s, cy - r)))
+            # with stain_augment, read a window of `read` pixels and resize it to the crop: a small change of scale
+            read = round(s / np.exp(rng.uniform(*np.log(ZOOM)))) if self.stain_augment else s
+            x0 = int(np.floor(rng.uniform(cx + r - read, cx - r)))
+            y0 = int(np.floor(rng.uniform(cy + r - read, cy - r)))
             local = sec.centers - np.array([x0, y0], dtype=np.float32)
             inside = np.flatnonzero(
                 (local[:, 0] - sec.radii >= 0)
-                & (local[:, 0] + sec.radii <= s)
+                & (local[:, 0] + sec.radii <= read)
                 & (local[:, 1] - sec.radii >= 0)
-                & (local[:, 1] + sec.radii <= s)
+                & (local[:, 1] + sec.radii <= read)
             )
-            crop = read_tile(sec.image, y0, x0, s)
-            xy = local[inside]
+            crop = read_tile(sec.image, y0, x0, read)
+            xy, radius = local[inside], sec.radii[inside]
+            if read != s:
+                crop, xy, radius = _resize(crop, s), xy * (s / read), radius * (s / read)
             if self.augment:
                 crop, xy = flip_rotate(crop, xy, rng)
             images.append(crop)
             bidx.append(np.full(len(inside), b))
             centers.append(xy)
-            radii.append(sec.radii[inside])
+            radii.append(radius)
             targets.append(sec.targets[inside])
         return {
             "images": np.stack(images),
@@ -121,6 +133,9 @@ class PixNetPlan:
         if self.augment:
             gen = torch.Generator(device=x.device).manual_seed(batch["jitter_seed"])
             x = color_jitter(x.float().div_(255), gen).mul_(255).round_().to(torch.uint8)
+        if self.stain_augment:
+            gen = torch.Generator(device=x.device).manual_seed(batch["jitter_seed"] + 1)
+            x = stain_jitter(x.float().div_(255), gen).mul_(255).round_().to(torch.uint8)
         maps = module(normalize_images(x))
         pred = spot_pool(
             maps,
@@ -140,3 +155,11 @@ class PixNetPlan:
             for s in self.val
         ]
         return spot_metrics(preds, [s.targets for s in self.val])
+
+
+def _resize(crop: np.ndarray, size: int) -> np.ndarray:
+    """A ``(c, h, w)`` uint8 crop resized to ``size`` x ``size`` (area average down, bilinear up)."""
+    from PIL import Image
+
+    method = Image.Resampling.BOX if crop.shape[-1] > size else Image.Resampling.BILINEAR
+    return np.stack([np.asarray(Image.fromarray(c).resize((size, size), method)) for c in crop])

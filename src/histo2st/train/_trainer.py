@@ -35,7 +35,8 @@ class TrainingPlan(Protocol):
     def validate(self, module, device) -> dict:
         """Return validation metrics (floats) computed on data never used for the loss."""
 
-    # optional: ``end_of_epoch(module, device)``, run without gradients after each epoch's training steps
+    # optional: ``after_step(module, batch)``, run without gradients after each optimiser step (e.g. a momentum
+    # encoder's update), and ``end_of_epoch(module, device)``, run without gradients after each epoch's training steps
 
 
 @dataclass
@@ -57,13 +58,20 @@ class TrainerConfig:
     patience
         Stop after this many epochs without improvement of ``monitor``; ``None`` disables early stopping.
     monitor
-        Validation metric to maximise.
+        Validation metric to maximise; the weights of its best epoch are restored at the end. ``None``: no selection
+        and no early stopping, the last weights are kept (self-supervised training, whose validation loss says
+        little about which epoch is best).
     mixed_precision
         Autocast to bfloat16 on CUDA (``"auto"`` enables it on CUDA only).
     progress
         Show a tqdm progress bar.
     max_time
         Stop after the epoch during which this many seconds of training have passed.
+    ema_decay
+        Keep an exponential moving average of the weights (every floating-point entry of the state dict, batch norm
+        statistics included), updated after each optimiser step with decay ``min(ema_decay, (1 + n) / (10 + n))``
+        after ``n`` updates, so that early averages are not dominated by the initial weights. Validation, the best
+        weights and the weights left at the end are the averaged ones; checkpoints hold both. ``None`` disables it.
     """
 
     epochs: int = 50
@@ -72,18 +80,21 @@ class TrainerConfig:
     checkpoint_dir: str | os.PathLike | None = None
     resume: bool = True
     patience: int | None = 10
-    monitor: str = "val_pcc"
+    monitor: str | None = "val_pcc"
     mixed_precision: bool | str = "auto"
     progress: bool = True
     max_time: float | None = None
+    ema_decay: float | None = None
 
 
 class Trainer:
     """Train a module through its :class:`TrainingPlan`.
 
-    The best weights by ``config.monitor`` are restored at the end when there was validation. Under ``torchrun`` the
-    module is wrapped in ``DistributedDataParallel`` and every rank samples different batches; all ranks validate on
-    the same data, so they take the same early-stopping decision, and only rank 0 writes checkpoints.
+    The best weights by ``config.monitor`` are restored at the end when there was validation (with
+    ``config.ema_decay``, the best averaged weights, or the last averaged weights without validation). Under
+    ``torchrun`` the module is wrapped in ``DistributedDataParallel`` and every rank samples different batches; all
+    ranks validate on the same data, so they take the same early-stopping decision, and only rank 0 writes
+    checkpoints.
     """
 
     def __init__(self, plan: TrainingPlan, config: TrainerConfig) -> None:
@@ -102,12 +113,13 @@ class Trainer:
         module = self.plan.module.to(device)
         train_module = self._wrap(module, dist, device)
         optimizer = self.plan.configure_optimizer(module.parameters())
+        ema = None if cfg.ema_decay is None else _WeightAverage(module, cfg.ema_decay)
         amp = cfg.mixed_precision is True or (cfg.mixed_precision == "auto" and device.type == "cuda")
 
         state = _TrainState()
         ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
         if ckpt is not None and cfg.resume and ckpt.is_file():
-            state = self._load(ckpt, module, optimizer)
+            state = self._load(ckpt, module, optimizer, ema)
             logger.info(f"Resuming from '{ckpt}' after epoch {state.epoch}.")
         self.history = state.history
 
@@ -125,11 +137,17 @@ class Trainer:
                     out = self.plan.training_step(train_module, batch, device)
                 out["loss"].backward()
                 optimizer.step()
+                with torch.no_grad():
+                    if hasattr(self.plan, "after_step"):
+                        self.plan.after_step(module, batch)
+                    if ema is not None:
+                        ema.update(module)
                 losses.append(float(out["loss"].detach()))
             record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan}
             record["epoch_seconds"] = time.perf_counter() - t0
             module.eval()
             with torch.no_grad():
+                trained = None if ema is None else ema.swap_in(module)
                 if hasattr(self.plan, "end_of_epoch"):
                     self.plan.end_of_epoch(module, device)
                 record.update(self.plan.validate(module, device))
@@ -137,8 +155,10 @@ class Trainer:
             state.epoch = epoch + 1
             state.elapsed = time.perf_counter() - start
             self._track_best(state, record, module)
+            if ema is not None:
+                ema.swap_out(module, trained)
             if ckpt is not None and dist.is_main:
-                self._save(ckpt, state, module, optimizer)
+                self._save(ckpt, state, module, optimizer, ema)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", cfg.monitor)})
@@ -149,6 +169,8 @@ class Trainer:
             bar.close()
         if state.best_state is not None:
             module.load_state_dict(state.best_state)
+        elif ema is not None:
+            module.load_state_dict(ema.state)
         module.eval()
         return self.history
 
@@ -161,7 +183,7 @@ class Trainer:
         return DistributedDataParallel(module, device_ids=ids)
 
     def _track_best(self, state: _TrainState, record: dict, module) -> None:
-        value = record.get(self.config.monitor)
+        value = None if self.config.monitor is None else record.get(self.config.monitor)
         if value is None or not np.isfinite(value):
             return
         if value > state.best_value:
@@ -176,7 +198,7 @@ class Trainer:
                     f"{state.best_value:.4f} at epoch {state.best_epoch}."
                 )
 
-    def _save(self, path: Path, state: _TrainState, module, optimizer) -> None:
+    def _save(self, path: Path, state: _TrainState, module, optimizer, ema: _WeightAverage | None) -> None:
         import torch
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,21 +207,67 @@ class Trainer:
             "module": module.state_dict(),
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "ema": None if ema is None else {"state": ema.state, "updates": ema.updates},
         }
         tmp = path.with_suffix(".tmp")
         torch.save(payload, tmp)
         os.replace(tmp, path)  # atomic: a crash mid-save leaves the previous checkpoint intact
 
-    def _load(self, path: Path, module, optimizer) -> _TrainState:
+    def _load(self, path: Path, module, optimizer, ema: _WeightAverage | None) -> _TrainState:
         import torch
 
         payload = torch.load(path, map_location="cpu", weights_only=False)
         module.load_state_dict(payload["module"])
         optimizer.load_state_dict(payload["optimizer"])
         torch.set_rng_state(payload["torch_rng"])
+        if ema is not None:
+            saved = payload.get("ema")
+            if saved is None:
+                raise ValueError(
+                    f"The checkpoint '{path}' was written without weight averaging; resume with `ema_decay=None` "
+                    "or start in an empty checkpoint directory."
+                )
+            ema.load(saved["state"], saved["updates"])
         state = _TrainState()
         state.__dict__.update(payload["state"])
         return state
+
+
+class _WeightAverage:
+    """Exponential moving average of a module's state dict (floating-point entries; others are copied)."""
+
+    def __init__(self, module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"`ema_decay` must be in (0, 1), e.g. 0.999, got {decay!r}.")
+        self.decay = decay
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def update(self, module) -> None:
+        self.updates += 1
+        weight = 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for key, value in module.state_dict().items():
+            average = self.state[key]
+            if average.is_floating_point():
+                average.lerp_(value.detach(), weight)
+            else:
+                average.copy_(value)
+
+    def swap_in(self, module) -> dict:
+        """Load the averaged weights into ``module``; returns a copy of the trained weights for :meth:`swap_out`."""
+        trained = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        module.load_state_dict(self.state)
+        return trained
+
+    def swap_out(self, module, trained: dict) -> None:
+        """Keep evaluation's changes (re-estimated batch norm statistics) as the average; restore ``trained``."""
+        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        module.load_state_dict(trained)
+
+    def load(self, state: dict, updates: int) -> None:
+        for key, value in state.items():
+            self.state[key].copy_(value)
+        self.updates = updates
 
 
 @dataclass
