@@ -1,4 +1,5 @@
 import numpy as np
+from aggregation_reference import nan_blobs
 from aggregation_reference import squares as reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,14 +15,32 @@ from histo2st._kernels import aggregate_squares, square_grid
     origins=st.lists(st.tuples(st.floats(-15, 40), st.floats(-15, 40)), max_size=10),
     size=st.one_of(st.floats(0.01, 50), st.sampled_from([0.25, 0.5, 1.0, 2.0, 8.0])),
     dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+    n_blobs=st.integers(0, 3),
 )
-def test_squares_match_brute_force(height, width, n_channels, origins, size, dtype):
+def test_squares_match_brute_force(height, width, n_channels, origins, size, dtype, n_blobs):
     image = np.random.default_rng(0).normal(size=(n_channels, height, width)).astype(dtype)
+    image = nan_blobs(image, height * width, n_blobs)  # NaN discs shared by all channels
     origins = np.array(origins).reshape(-1, 2)
     sums, areas = aggregate_squares(image, origins, size)
     ref_sums, ref_areas = reference(image, origins, np.full(len(origins), size))
     np.testing.assert_allclose(areas, ref_areas, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-9, atol=1e-9)
+    means, _ = aggregate_squares(image, origins, size, agg="mean")
+    # a square covering no pixel with a value has exactly 0 area (no rounding residue) and a NaN mean
+    assert (np.isnan(means).all(axis=1) == (ref_areas == 0)).all()
+    valued = ref_areas > 0
+    np.testing.assert_allclose(means[valued], ref_sums[valued] / ref_areas[valued, None], rtol=1e-9, atol=1e-9)
+
+
+def test_sub_pixel_bins_over_nan_and_values():
+    image = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
+    image[:, :, :2] = np.nan
+    # inside a NaN pixel, inside pixel (1, 2), and across the border: 0.25 x 0.5 of NaN, 0.25 x 0.5 of pixel (1, 2)
+    origins = np.array([[1.25, 1.25], [2.25, 1.5], [1.75, 1.25]])
+    means, areas = aggregate_squares(image, origins, 0.5, agg="mean")
+    np.testing.assert_array_equal(areas, [0.0, 0.25, 0.125])
+    assert np.isnan(means[0]).all()
+    np.testing.assert_array_equal(means[1:], image[:, 1, 2][None].repeat(2, axis=0))
 
 
 @settings(max_examples=30, deadline=None)

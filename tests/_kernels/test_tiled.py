@@ -2,8 +2,14 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from aggregation_reference import circles as circles_reference
+from aggregation_reference import labels as labels_reference
+from aggregation_reference import nan_blobs
+from aggregation_reference import squares as squares_reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from histo2st._kernels import aggregate_circles, aggregate_labels, aggregate_squares
+from histo2st._kernels import aggregate_circles, aggregate_labels, aggregate_squares, square_spans
 from histo2st.tl import aggregate_array
 
 
@@ -18,8 +24,8 @@ def case():
     return image, centers, radii, origins, labels
 
 
-def _zarr(image):
-    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(4, 16, 32), dtype=image.dtype)
+def _zarr(image, chunks=(4, 16, 32)):
+    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=image.shape, chunks=chunks, dtype=image.dtype)
     z[:] = image
     return z
 
@@ -63,3 +69,67 @@ def test_dask_under_distributed_client(case):
     ):
         out = aggregate_array(da.from_array(image, chunks=(6, 30, 35)), centers=centers, radii=radii, agg="sum")
     np.testing.assert_allclose(out.values, aggregate_circles(image, centers, radii)[0], rtol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    n_channels=st.sampled_from([1, 3, 10]),
+    chunks=st.tuples(st.integers(1, 4), st.integers(4, 16), st.integers(4, 16)),
+    size=st.sampled_from([0.3, 0.5, 1.0, 2.5, 7.0]),
+    kind=st.sampled_from(["zarr", "dask"]),
+    seed=st.integers(0, 2**16),
+    n_blobs=st.integers(0, 3),
+)
+def test_tiled_and_dask_paths_with_nan_match_brute_force(height, width, n_channels, chunks, size, kind, seed, n_blobs):
+    rng = np.random.default_rng(seed)
+    image = nan_blobs(rng.normal(size=(n_channels, height, width)).astype(np.float32), seed, n_blobs)
+    data = _zarr(image, chunks) if kind == "zarr" else da.from_array(image, chunks=chunks)
+    tile_bytes = int(rng.integers(1, 4 * n_channels * width * height + 1))  # from one chunk's rows to the whole map
+    centers = rng.uniform(0, 1, (8, 2)) * [width, height]
+    radii = rng.uniform(0, 12, 8)
+    circles = aggregate_array(data, centers=centers, radii=radii, agg="sum", tile_bytes=tile_bytes)
+    ref_sums, ref_counts = circles_reference(image, centers, radii)
+    np.testing.assert_array_equal(circles.area, ref_counts)
+    np.testing.assert_allclose(circles.values, ref_sums, rtol=1e-9, atol=1e-9)
+    origins = rng.uniform(0, 1, (8, 2)) * [width, height] - size / 2  # every square overlaps the map
+    squares = aggregate_array(data, origins=origins, size=size, agg="mean", tile_bytes=tile_bytes)
+    ref_sums, ref_areas = squares_reference(image, origins, np.full(8, size))
+    np.testing.assert_allclose(squares.area, ref_areas, rtol=1e-12, atol=1e-12)
+    assert (np.isnan(squares.values).all(axis=1) == (ref_areas == 0)).all()
+    valued = ref_areas > 0
+    np.testing.assert_allclose(squares.values[valued], ref_sums[valued] / ref_areas[valued, None], rtol=1e-9)
+    labels = rng.integers(0, 6, (height, width))
+    regions = aggregate_array(data, labels=labels, agg="sum", tile_bytes=tile_bytes)
+    ref_ids, ref_sums, ref_counts = labels_reference(image, labels)
+    np.testing.assert_array_equal(regions.ids, ref_ids)
+    np.testing.assert_array_equal(regions.area, ref_counts)
+    np.testing.assert_allclose(regions.values, ref_sums, rtol=1e-9, atol=1e-9)
+
+
+def test_unwritten_zarr_chunks_are_pixels_without_a_value(case):
+    # a whole-slide prediction leaves background chunks unwritten; with fill value NaN they read as NaN
+    image, centers, radii, origins, labels = case
+    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(4, 16, 32), dtype=image.dtype,
+                          fill_value=np.nan)  # fmt: skip
+    z[:, :48, :32] = image[:, :48, :32]
+    written = np.full_like(image, np.nan)
+    written[:, :48, :32] = image[:, :48, :32]
+    for data in (z, da.from_zarr(z)):
+        out = aggregate_array(data, centers=centers, radii=radii, agg="mean", tile_bytes=4000)
+        ref_sums, ref_counts = circles_reference(written, centers, radii)
+        np.testing.assert_array_equal(out.area, ref_counts)
+        assert (np.isnan(out.values).all(axis=1) == (ref_counts == 0)).all()
+        assert 0 < (ref_counts == 0).sum() < len(ref_counts)
+        valued = ref_counts > 0
+        np.testing.assert_allclose(out.values[valued], ref_sums[valued] / ref_counts[valued, None], rtol=1e-9)
+
+
+def test_map_without_nan_reports_the_spans_own_area(case):
+    # no tile has a NaN: the area is the spans' own, bit for bit, on every path (not a sum over tiles)
+    image, centers, radii, origins, _ = case
+    spans = square_spans(origins, 6.3, image.shape[1], image.shape[2])
+    for data in (image, _zarr(image), da.from_array(image, chunks=(4, 25, 30))):
+        out = aggregate_array(data, origins=origins, size=6.3, tile_bytes=4000)
+        np.testing.assert_array_equal(out.area, spans.area)

@@ -93,3 +93,29 @@ def test_clear_errors(sample_with_map):
         st.tl.aggregate(sdata, "pred")
     with pytest.raises(KeyError, match="No image"):
         st.tl.aggregate(sdata, "missing", spot_um=8)
+
+
+def test_map_with_nan_off_tissue(sample_with_map):
+    # a prediction NaN off tissue (left half of the map): bins there get no value, bins across the border only the
+    # part with a value
+    from spatialdata.models import Image2DModel
+    from spatialdata.transformations import Scale
+
+    sdata, data = sample_with_map
+    data = data.copy()
+    data[:, :, :50] = np.nan  # map x < 50 is H&E x < 200
+    sdata.images["pred_nan"] = Image2DModel.parse(
+        data, dims=("c", "y", "x"), c_coords=["g0", "g1", "g2"], transformations={"global": Scale([4, 4], ("y", "x"))}
+    )
+    _, table = st.tl.aggregate(sdata, "pred_nan", spot_um=6, tissue_mask=False, inplace=False)
+    x = table.obsm["spatial"][:, 0]
+    off, across, on = x + 3 <= 200, (x - 3 < 200) & (x + 3 > 200), x - 3 >= 200
+    assert off.any()
+    assert across.any()
+    assert on.any()
+    assert np.isnan(table.X[off]).all()
+    np.testing.assert_allclose(table.obs["area_um2"][off], 0.0)
+    np.testing.assert_allclose(table.obs["area_um2"][across & ~table.obs["clipped"]], 24.0)  # 4 of 6 µm have a value
+    np.testing.assert_allclose(table.obs["area_um2"][on & ~table.obs["clipped"]], 36.0)
+    assert np.isfinite(table.X[across | on]).all()
+    np.testing.assert_allclose(table[:, "g2"].X[across | on], 7.0, rtol=1e-6)  # NaN does not leak into the mean

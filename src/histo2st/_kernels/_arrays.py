@@ -10,6 +10,9 @@ Rules (shared by every entry point, see ``docs/aggregation.md``):
 - Only pixels of the map count: a spot that extends past the map is clipped, and its mean is over the covered
   pixels. These functions return the covered pixel count (or area) so callers can flag or reject such spots;
   :func:`histo2st.tl.aggregate_array` does that.
+- NaN marks a pixel without a value (off tissue, background): sums skip it, means are over the covered pixels (area)
+  with a value, NaN where a spot covers none, and the returned count (area) counts only pixels with a value. A pixel
+  is assumed NaN in all channels or none: the count is taken on channel 0.
 """
 
 from __future__ import annotations
@@ -41,19 +44,25 @@ def check_map(image, name: str = "image") -> np.ndarray:
 
 
 def finish(sums: np.ndarray, area: np.ndarray, agg: str) -> np.ndarray:
-    """Turn sums into means over ``area`` when ``agg="mean"`` (NaN where nothing was covered)."""
+    """Turn sums into means over ``area`` when ``agg="mean"`` (NaN where no pixel with a value was covered)."""
     if agg == "sum":
         return sums
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / np.where(area > 0, area, np.nan)[:, None]
 
 
-def aggregate_spans(image: np.ndarray, spans: Spans, agg: str = "sum") -> np.ndarray:
-    """Sum or mean of a ``(C, H, W)`` numpy map over precomputed :class:`Spans`; ``(n, C)`` float64."""
+def aggregate_spans(image: np.ndarray, spans: Spans, agg: str = "sum") -> tuple[np.ndarray, np.ndarray]:
+    """Sum or mean of a ``(C, H, W)`` numpy map over precomputed :class:`Spans`, skipping NaN pixels.
+
+    Returns ``(n, C)`` float64 values and ``(n,)`` float64 covered pixels (area) with a value: ``spans.area`` itself
+    when channel 0 has no NaN where the spans are.
+    """
     check_agg(agg)
     threads = n_threads()
     use_threads(threads)
-    return finish(sum_spans(check_map(image), spans, threads=threads), spans.area, agg)
+    sums, valued, has_nan = sum_spans(check_map(image), spans, threads=threads)
+    area = valued if has_nan else spans.area
+    return finish(sums, area, agg), area
 
 
 def aggregate_circles(image, centers, radii, *, agg: str = "sum") -> tuple[np.ndarray, np.ndarray]:
@@ -68,18 +77,19 @@ def aggregate_circles(image, centers, radii, *, agg: str = "sum") -> tuple[np.nd
     radii
         ``(n,)`` radii in pixels (or one radius for all).
     agg
-        ``"sum"`` or ``"mean"`` over the covered pixels.
+        ``"sum"`` or ``"mean"`` over the covered pixels with a value (NaN pixels are skipped).
 
     Returns
     -------
     values
-        ``(n, C)`` float64; a mean is NaN where a circle covers no pixel centre.
+        ``(n, C)`` float64; a mean is NaN where a circle covers no pixel centre with a value.
     n_pixels
-        ``(n,)`` int64, covered pixels inside the map.
+        ``(n,)`` int64, covered pixels inside the map whose channel 0 is not NaN.
     """
     image = check_map(image)
     spans = circle_spans(centers, radii, image.shape[1], image.shape[2])
-    return aggregate_spans(image, spans, agg), spans.area.astype(np.int64)
+    values, area = aggregate_spans(image, spans, agg)
+    return values, area.astype(np.int64)
 
 
 def aggregate_squares(image, origins, size, *, agg: str = "sum") -> tuple[np.ndarray, np.ndarray]:
@@ -94,18 +104,18 @@ def aggregate_squares(image, origins, size, *, agg: str = "sum") -> tuple[np.nda
     size
         Edge in pixels, one for all or ``(n,)``; may be fractional or smaller than a pixel.
     agg
-        ``"sum"`` (area-weighted) or ``"mean"`` (sum divided by the covered area).
+        ``"sum"`` (area-weighted, NaN pixels skipped) or ``"mean"`` (sum divided by the covered area with a value).
 
     Returns
     -------
     values
-        ``(n, C)`` float64.
+        ``(n, C)`` float64; a mean is NaN where a square covers no pixel with a value.
     area
-        ``(n,)`` float64, covered area inside the map in pixels.
+        ``(n,)`` float64, covered area inside the map in pixels, of pixels whose channel 0 is not NaN.
     """
     image = check_map(image)
     spans = square_spans(origins, size, image.shape[1], image.shape[2])
-    return aggregate_spans(image, spans, agg), spans.area
+    return aggregate_spans(image, spans, agg)
 
 
 def square_grid(x_range: tuple[float, float], y_range: tuple[float, float], size: float) -> np.ndarray:
@@ -129,16 +139,16 @@ def aggregate_labels(image, labels, *, agg: str = "sum") -> tuple[np.ndarray, np
     labels
         ``(H, W)`` non-negative integer label image.
     agg
-        ``"sum"`` or ``"mean"``.
+        ``"sum"`` or ``"mean"`` over the label's pixels with a value (NaN pixels are skipped).
 
     Returns
     -------
     ids
         ``(m,)`` the labels present (> 0), sorted.
     values
-        ``(m, C)`` float64.
+        ``(m, C)`` float64; a mean is NaN where a label has no pixel with a value.
     n_pixels
-        ``(m,)`` int64 pixels per label.
+        ``(m,)`` int64 pixels per label whose channel 0 is not NaN.
     """
     check_agg(agg)
     image = check_map(image)
@@ -147,10 +157,10 @@ def aggregate_labels(image, labels, *, agg: str = "sum") -> tuple[np.ndarray, np
     counts = np.bincount(labels.ravel(), minlength=n_labels + 1)
     threads = n_threads()
     use_threads(threads)
-    sums = sum_labels(image, labels, n_labels, threads=threads)
+    sums, valued = sum_labels(image, labels, n_labels, threads=threads)
     ids = np.flatnonzero(counts)
     ids = ids[ids > 0]
-    return ids, finish(sums[ids], counts[ids], agg), counts[ids].astype(np.int64)
+    return ids, finish(sums[ids], valued[ids], agg), valued[ids].astype(np.int64)
 
 
 def check_labels(labels, shape: tuple[int, int]) -> np.ndarray:

@@ -83,3 +83,18 @@ def _value_impl(x):
             return lambda x: _half_bits_to_float64(x)
         return lambda x: decode_half_bits(x)
     return lambda x: np.float64(x)
+
+
+def is_nan(x):
+    """Whether a map element is NaN (a uint16 is read as float16 bits)."""
+    return np.isnan(x)
+
+
+@overload(is_nan, jit_options={"cache": True})
+def _is_nan_impl(x):
+    if isinstance(x, types.Integer) and x.bitwidth == 16 and not x.signed:
+        # float16 NaN: exponent all ones and a non-zero mantissa; an integer test, no decoding
+        return lambda x: (x & np.uint16(0x7FFF)) > np.uint16(0x7C00)
+    if isinstance(x, types.Integer):
+        return lambda x: False
+    return lambda x: np.isnan(x)

@@ -11,6 +11,13 @@ row have neighbouring accumulator rows: the accumulators touched by a row stay i
 over the whole ``(spots x channels)`` output. Row bands give the threads work when there are few channels, each band
 with its own partial output, so no two threads ever write the same memory. The parallel drivers run the units with
 ``prange``; the serial drivers (``nogil``) are for dask tasks, where the scheduler already runs one task per core.
+
+NaN marks a pixel without a value (off tissue, unwritten background): it adds nothing to any sum and cannot spread
+along the row's prefix sums. A NaN makes a running sum NaN, so a column chunk is first summed as it is and, only when
+its sums end in NaN, decoded again with NaN as 0 (as is the rest of that row): a map without NaN pays one test per
+chunk, not a select per pixel. Units of channel block 0 also add up each spot's covered pixels (area) with a value,
+counted on channel 0 (maps are NaN in all channels or none) from the prefix count of its valued pixels on rows with a
+NaN and from the span's own extent on other rows, so a map without NaN reads no extra pixel.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._half import as_kernel_input, value
+from ._half import as_kernel_input, is_nan, value
 from ._spans import Spans, label_runs
 
 #: Channels handled together by one unit (two AVX2 vectors of float64); ``_row_prefix`` spells out eight sums.
@@ -27,35 +34,70 @@ BLOCK = 8
 CHUNK = 256
 
 
-@njit(cache=True, nogil=True)
-def _row_prefix(tile, c0, nc, i, width, vals, prefix):
-    # prefix[j, c] = sum of tile[c0 + c, i, :j]; vals rows >= nc stay 0, so padded channels sum to 0
-    for j0 in range(0, width, CHUNK):
-        n = min(width - j0, CHUNK)
-        for c in range(nc):
-            row, dst = tile[c0 + c, i, j0 : j0 + n], vals[c]
+@njit(cache=True, nogil=True, inline="always")
+def _decode(tile, c0, nc, i, j0, n, vals, skip_nan):
+    for c in range(nc):
+        row, dst = tile[c0 + c, i, j0 : j0 + n], vals[c]
+        if skip_nan:
+            for j in range(n):
+                v = value(row[j])
+                dst[j] = 0.0 if np.isnan(v) else v  # a select, not a branch: the loop stays vectorised
+        else:
             for j in range(n):
                 dst[j] = value(row[j])
-        # one running sum per channel, kept in registers: eight independent chains of additions that overlap
-        # (a loop over c reading prefix[j] back from memory is about 1.5x slower)
-        p = prefix[j0]
-        s0, s1, s2, s3, s4, s5, s6, s7 = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
-        for j in range(n):
-            s0 += vals[0, j]
-            s1 += vals[1, j]
-            s2 += vals[2, j]
-            s3 += vals[3, j]
-            s4 += vals[4, j]
-            s5 += vals[5, j]
-            s6 += vals[6, j]
-            s7 += vals[7, j]
-            p = prefix[j0 + j + 1]
-            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7] = s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _running_sums(vals, prefix, j0, n):
+    # prefix[j0 + 1 : j0 + n + 1] from prefix[j0]; returns the sum of the running sums at the chunk's end.
+    # One running sum per channel, kept in registers: eight independent chains of additions that overlap
+    # (a loop over c reading prefix[j] back from memory is about 1.5x slower)
+    p = prefix[j0]
+    s0, s1, s2, s3, s4, s5, s6, s7 = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+    for j in range(n):
+        s0 += vals[0, j]
+        s1 += vals[1, j]
+        s2 += vals[2, j]
+        s3 += vals[3, j]
+        s4 += vals[4, j]
+        s5 += vals[5, j]
+        s6 += vals[6, j]
+        s7 += vals[7, j]
+        p = prefix[j0 + j + 1]
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7] = s0, s1, s2, s3, s4, s5, s6, s7
+    return s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
+
+
+@njit(cache=True, nogil=True)
+def _row_prefix(tile, c0, nc, i, width, vals, prefix):
+    # prefix[j, c] = sum of tile[c0 + c, i, :j] without its NaN; vals rows >= nc stay 0, so padded channels sum to 0.
+    # Returns whether the row holds a NaN in these channels.
+    had_nan = False
+    for j0 in range(0, width, CHUNK):
+        n = min(width - j0, CHUNK)
+        # a NaN sits in a region (off tissue), so after one the rest of the row is decoded with the select at once
+        # (about 5% slower than plain decoding) instead of twice; a row without NaN never pays the select
+        _decode(tile, c0, nc, i, j0, n, vals, had_nan)
+        if np.isnan(_running_sums(vals, prefix, j0, n)) and not had_nan:
+            had_nan = True
+            _decode(tile, c0, nc, i, j0, n, vals, True)
+            _running_sums(vals, prefix, j0, n)
+    return had_nan
+
+
+@njit(cache=True, nogil=True)
+def _valued_prefix(tile, i, width, counts):
+    # counts[j] = pixels of tile[0, i, :j] that are not NaN
+    row = tile[0, i]
+    n = 0
+    for j in range(width):
+        n += not is_nan(row[j])
+        counts[j + 1] = n
 
 
 @njit(cache=True, nogil=True)
 def _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
-               right_w, out):  # fmt: skip
+               right_w, out, valued, nan_rows):  # fmt: skip
     n_channels, height, width = tile.shape
     blk, band = u // n_bands, u % n_bands
     c0 = blk * BLOCK
@@ -64,11 +106,20 @@ def _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w
     vals = np.zeros((BLOCK, CHUNK))
     prefix = np.zeros((width + 1, BLOCK))
     acc = out[band, blk]
+    # block 0 also counts the pixels with a value: the prefix count of a row without NaN is the column index
+    count = blk == 0
+    counts = np.arange(width + 1).astype(np.float64) if count else np.zeros(0)
+    every = counts.copy()
     for i in range(r0, r1):
         e0, e1 = row_ptr[i], row_ptr[i + 1]
         if e0 == e1:
             continue  # rows without spans are not read at all
-        _row_prefix(tile, c0, nc, i, width, vals, prefix)
+        had_nan = _row_prefix(tile, c0, nc, i, width, vals, prefix)
+        vp = every
+        if count and had_nan:
+            nan_rows[i] = True  # units of block 0 own disjoint rows: no two threads write the same flag
+            _valued_prefix(tile, i, width, counts)
+            vp = counts
         for e in range(e0, e1):
             k = spot[e]
             dst = acc[k]
@@ -77,6 +128,8 @@ def _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w
             if not weighted:
                 for c in range(BLOCK):
                     dst[c] += prefix[b, c] - prefix[a, c]
+                if count:
+                    valued[band, k] += vp[b] - vp[a]
                 continue
             la, ra = left[k] - x0, right[k] - x0
             wl = left_w[k] if left[k] >= 0 and 0 <= la < width else 0.0
@@ -87,22 +140,26 @@ def _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w
                 s = prefix[b, c] - prefix[a, c] if a < b else 0.0
                 s += wl * (prefix[la + 1, c] - prefix[la, c]) + wr * (prefix[ra + 1, c] - prefix[ra, c])
                 dst[c] += wy * s
+            if count:
+                s = vp[b] - vp[a] if a < b else 0.0
+                s += wl * (vp[la + 1] - vp[la]) + wr * (vp[ra + 1] - vp[ra])
+                valued[band, k] += wy * s
 
 
 @njit(parallel=True, cache=True)
 def _spans_parallel(n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
-                    right_w, out):  # fmt: skip
+                    right_w, out, valued, nan_rows):  # fmt: skip
     for u in prange(out.shape[0] * out.shape[1]):
         _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
-                   right_w, out)  # fmt: skip
+                   right_w, out, valued, nan_rows)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
 def _spans_serial(n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
-                  right_w, out):  # fmt: skip
+                  right_w, out, valued, nan_rows):  # fmt: skip
     for u in range(out.shape[0] * out.shape[1]):
         _span_unit(u, n_bands, tile, x0, row_ptr, spot, start, stop, weighted, row_w, left, left_w, right,
-                   right_w, out)  # fmt: skip
+                   right_w, out, valued, nan_rows)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -135,16 +192,29 @@ def _permuted(values: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return out
 
 
-def sum_spans(tile, spans: Spans, y0: int = 0, x0: int = 0, *, threads: int = 1) -> np.ndarray:
-    """Sum a ``(C, h, w)`` tile whose top-left pixel is ``(y0, x0)`` of the map over ``spans``; ``(n, C)`` float64.
+def sum_spans(tile, spans: Spans, y0: int = 0, x0: int = 0, *, threads: int = 1) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Sum a ``(C, h, w)`` tile whose top-left pixel is ``(y0, x0)`` of the map over ``spans``, skipping NaN.
 
-    Spans outside the tile contribute nothing, so the sums of the tiles of a map add up to the sums over the whole
-    map. float16 tiles are read as they are (see :mod:`histo2st._kernels._half`).
+    Spans outside the tile contribute nothing, so the sums (and areas) of the tiles of a map add up to those over the
+    whole map. float16 tiles are read as they are (see :mod:`histo2st._kernels._half`).
+
+    Returns
+    -------
+    sums
+        ``(n, C)`` float64 sums of the pixels with a value (NaN pixels count as 0).
+    valued
+        ``(n,)`` float64 covered pixels (area) in this tile whose first channel is not NaN.
+    has_nan
+        Whether the tile's first channels (up to ``BLOCK``) hold a NaN on a row the spans touch. Without one,
+        ``valued`` is each spot's whole covered area in the tile, equal up to rounding to what ``spans.area`` gives
+        from the spots' geometry, which callers then return instead.
     """
     tile = as_kernel_input(tile)
     n_channels, height, _ = tile.shape
     n_blocks, n_bands = _layout(n_channels, height, threads)
     out = np.zeros((n_bands, n_blocks, spans.n, BLOCK))
+    valued = np.zeros((n_bands, spans.n))
+    nan_rows = np.zeros(height, dtype=np.bool_)
     rank = np.arange(spans.n)
     if spans.n and n_channels and height:
         # the tile's spans, with spots renumbered (rank) and the per-spot arrays permuted to match
@@ -157,16 +227,19 @@ def sum_spans(tile, spans: Spans, y0: int = 0, x0: int = 0, *, threads: int = 1)
         run = _spans_parallel if threads > 1 else _spans_serial
         run(n_bands, tile, x0, spans.row_ptr[y0 : y0 + height + 1] - e0, spot, spans.start[e0:e1],
             spans.stop[e0:e1], spans.weighted, spans.row_weight[e0:e1] if spans.weighted else spans.row_weight,
-            *per_spot, out)  # fmt: skip
+            *per_spot, out, valued, nan_rows)  # fmt: skip
     summed = out[0] if n_bands == 1 else out.sum(axis=0)
     # (blocks, renumbered spots, BLOCK) -> (spots, channels), in one copy
-    return summed.transpose(1, 0, 2)[rank].reshape(spans.n, n_blocks * BLOCK)[:, :n_channels]
+    sums = summed.transpose(1, 0, 2)[rank].reshape(spans.n, n_blocks * BLOCK)[:, :n_channels]
+    return sums, valued.sum(axis=0)[rank], bool(nan_rows.any())
 
 
-def sum_labels(tile, labels: np.ndarray, n_labels: int, *, threads: int = 1) -> np.ndarray:
-    """Sum a ``(C, h, w)`` tile per label of the ``(h, w)`` integer ``labels`` (0 = background).
+def sum_labels(tile, labels: np.ndarray, n_labels: int, *, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Sum a ``(C, h, w)`` tile per label of the ``(h, w)`` integer ``labels`` (0 = background), skipping NaN.
 
     The label image becomes row spans (one per run of equal labels), so labels share the span kernels. Returns
-    ``(n_labels + 1, C)`` float64 sums; row 0 (background) is left at 0.
+    ``(n_labels + 1, C)`` float64 sums and ``(n_labels + 1,)`` float64 pixels per label whose first channel is not
+    NaN (integers, exact whatever the tiling); row 0 (background) is left at 0.
     """
-    return sum_spans(tile, label_runs(labels, n_labels), threads=threads)
+    sums, valued, _ = sum_spans(tile, label_runs(labels, n_labels), threads=threads)
+    return sums, valued

@@ -32,7 +32,8 @@ def aggregate(
     Either over existing circles (``shapes_key``) or over a new grid of ``spot_um`` bins covering the tissue: square
     bins of edge ``spot_um`` as in Visium HD, or circles of diameter ``spot_um`` on a square lattice of that pitch.
     The map is read tile by tile, so a lazy map larger than memory works; see :func:`aggregate_array` for the rules
-    (pixel-centre rule for circles, exact area weights for squares, clipping at the map's edge).
+    (pixel-centre rule for circles, exact area weights for squares, clipping at the map's edge). NaN pixels (a map
+    predicted only on tissue) have no value: they are skipped, and a spot that covers none with a value gets NaN.
 
     Parameters
     ----------
@@ -69,7 +70,8 @@ def aggregate(
     ``sdata.tables[key_added]``
         AnnData, one row per spot: ``X`` the aggregated values (float32), ``var_names`` the image's channels,
         ``obs["region"]``/``obs["spot_id"]`` linking it to its shapes, ``obs["clipped"]`` (spot cut at the map's
-        edge), ``obs["area_um2"]`` (covered area), ``obsm["spatial"]`` (centres in H&E pixels) and
+        edge), ``obs["area_um2"]`` (covered area of pixels with a value, not NaN), ``obsm["spatial"]`` (centres in
+        H&E pixels) and
         ``uns["histo2st"]`` the parameters.
     ``sdata.shapes[f"{key_added}_shapes"]``
         The circles or square polygons (H&E pixels), unless ``shapes_key`` is given without ``spot_um``, in which

@@ -22,9 +22,10 @@ class Aggregated:
     Attributes
     ----------
     values
-        ``(n, C)`` float64 sums or means per spot (or label) and channel.
+        ``(n, C)`` float64 sums or means per spot (or label) and channel, over the pixels with a value.
     area
-        ``(n,)`` covered pixels (circles, labels) or covered pixel area (squares) inside the map.
+        ``(n,)`` covered pixels (circles, labels) or covered pixel area (squares) inside the map, counting only pixels
+        whose channel 0 is not NaN.
     clipped
         ``(n,)`` bool, the spot extends past the map and was cut at its edge (its mean is over the covered part).
     ids
@@ -56,7 +57,7 @@ def aggregate_array(
     ----------
     image
         ``(C, H, W)`` map: a numpy array, any array that slices to numpy (``zarr.Array``, memmap), or a dask array.
-        Float16 maps are read as float16 and accumulated in float64.
+        Float16 maps are read as float16 and accumulated in float64. NaN marks a pixel without a value (see Notes).
     centers, radii
         Circles: ``(n, 2)`` centres ``(x, y)`` and ``(n,)`` radii in map pixels. Pixel ``(i, j)`` belongs to a
         circle when its centre ``(j + .5, i + .5)`` lies within the radius (distance ``<=`` radius).
@@ -66,7 +67,7 @@ def aggregate_array(
     labels
         ``(H, W)`` integer label image (0 = background), numpy or dask.
     agg
-        ``"mean"`` (over the covered pixels or area) or ``"sum"``.
+        ``"mean"`` (over the covered pixels or area with a value) or ``"sum"`` (NaN pixels skipped).
     tile_bytes
         Bytes of map read at a time for non-dask maps; a dask map is processed chunk by chunk.
 
@@ -84,6 +85,12 @@ def aggregate_array(
     Edge rule: a spot partly outside the map is clipped, its mean is over the pixels inside, and it is flagged in
     ``clipped``. A spot that covers no pixel centre although it overlaps the map (a circle of radius < 0.5 between
     pixel centres) has area 0 and a NaN mean.
+
+    Missing values: a NaN pixel has no value (a prediction off tissue, an unwritten background chunk of a zarr map
+    whose fill value is NaN). Sums skip it, a mean is over the covered pixels (area) with a value and is NaN where a
+    spot covers none, and ``area`` counts only pixels with a value. A pixel is assumed NaN in all channels or none:
+    validity is read from channel 0 (a channel NaN where channel 0 is not adds 0 to the sum but still counts in the
+    area). A map without NaN reads no extra pixel and its results are those of plain sums, bit for bit.
 
     Sums are additive over tiles, so every tile contributes the part of each spot it holds: tiles need no halo and
     every pixel is read exactly once. A dask map is aggregated by one task per chunk (then one sum per channel chunk),
@@ -106,14 +113,20 @@ def aggregate_array(
         spans = square_spans(origins, size, shape[1], shape[2])
     _raise_outside(spans)
     if _is_dask(image):
-        sums = _dask_spans(image, spans)
+        sums, valued, any_nan = _dask_spans(image, spans)
     else:
-        sums = np.zeros((spans.n, shape[0]))
+        sums, valued, any_nan = np.zeros((spans.n, shape[0])), np.zeros(spans.n), False
         for c0, c1, r0, _, tile in _tiles(image, shape, tile_bytes, rows_needed=np.diff(spans.row_ptr) > 0):
             threads = n_threads()
             use_threads(threads)
-            sums[:, c0:c1] += sum_spans(tile, spans, r0, 0, threads=threads)
-    return Aggregated(finish(sums, spans.area, agg), spans.area, spans.clipped)
+            tile_sums, tile_valued, has_nan = sum_spans(tile, spans, r0, 0, threads=threads)
+            sums[:, c0:c1] += tile_sums
+            if c0 == 0:  # validity is read from the map's channel 0
+                valued += tile_valued
+                any_nan |= has_nan
+    # without NaN the area is the spans' own, not a sum over tiles that could differ from it in the last bit
+    area = valued if any_nan else spans.area
+    return Aggregated(finish(sums, area, agg), area, spans.clipped)
 
 
 def _map_shape(image) -> tuple[int, int, int]:
@@ -159,24 +172,31 @@ def _tiles(image, shape, tile_bytes, rows_needed=None):
 
 
 def _block_sums(block: np.ndarray, ids: np.ndarray, spans: Spans, y0: int, x0: int):
-    """Sums of the spots touching one dask chunk: (spot indices, (m, c) sums); ``spans`` is the chunk's window."""
+    """Sums of the spots touching one dask chunk; ``spans`` is the chunk's window.
+
+    Returns the spots' indices, their ``(m, c)`` sums, their ``(m,)`` area with a value in this chunk (read from its
+    first channel) and whether that channel had a NaN where the spans are.
+    """
     if y0 + block.shape[1] > spans.height or x0 + block.shape[2] > spans.width:
         # the kernels do not bounds-check; a chunk larger than its dask metadata says would read past the spans
         raise ValueError(
             f"A dask chunk of shape {block.shape} at (y={y0}, x={x0}) overruns the {spans.height} x {spans.width} map: "
             "the function that produced the map returned blocks that do not match its declared chunks."
         )
-    return ids, sum_spans(block, spans, y0, x0, threads=1)
+    return ids, *sum_spans(block, spans, y0, x0, threads=1)
 
 
-def _combine(n: int, n_channels: int, *parts) -> np.ndarray:
-    out = np.zeros((n, n_channels))
-    for ids, sums in parts:
+def _combine(n: int, n_channels: int, *parts) -> tuple[np.ndarray, np.ndarray, bool]:
+    out, valued, any_nan = np.zeros((n, n_channels)), np.zeros(n), False
+    for ids, sums, part_valued, has_nan in parts:
         out[ids] += sums
-    return out
+        valued[ids] += part_valued
+        any_nan |= has_nan
+    return out, valued, any_nan
 
 
-def _dask_spans(image, spans: Spans) -> np.ndarray:
+def _dask_spans(image, spans: Spans) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Sums, area with a value and whether channel 0 had a NaN, one task per chunk (validity from channel chunk 0)."""
     import dask
 
     c_edges, y_edges, x_edges = (np.concatenate([[0], np.cumsum(c)]) for c in image.chunks)
@@ -195,7 +215,8 @@ def _dask_spans(image, spans: Spans) -> np.ndarray:
             for (yi, xi), (ids, sub) in windows.items()
         ]
         combined.append(dask.delayed(_combine)(spans.n, int(c_edges[ci + 1] - c_edges[ci]), *parts))
-    return np.concatenate(dask.compute(*combined), axis=1)
+    results = dask.compute(*combined)
+    return np.concatenate([sums for sums, _, _ in results], axis=1), results[0][1], results[0][2]
 
 
 def _aggregate_labels(image, labels, shape, agg, tile_bytes) -> Aggregated:
@@ -208,27 +229,32 @@ def _aggregate_labels(image, labels, shape, agg, tile_bytes) -> Aggregated:
             raise ValueError(f"`labels` must have the map's shape {shape[1:]}, got {labels.shape}.")
         n_labels = int(labels.max().compute())
         counts = np.bincount(np.asarray(labels.ravel().compute()), minlength=n_labels + 1)
-        sums = _dask_labels(image, labels, n_labels)
+        sums, valued = _dask_labels(image, labels, n_labels)
     else:
         labels = check_labels(labels, shape[1:])
         n_labels = int(labels.max(initial=0))
         counts = np.bincount(labels.ravel(), minlength=n_labels + 1)
-        sums = np.zeros((n_labels + 1, shape[0]))
+        sums, valued = np.zeros((n_labels + 1, shape[0])), np.zeros(n_labels + 1)
         for c0, c1, r0, r1, tile in _tiles(image, shape, tile_bytes):
             threads = n_threads()
             use_threads(threads)
-            sums[:, c0:c1] += sum_labels(tile, labels[r0:r1], n_labels, threads=threads)
+            tile_sums, tile_valued = sum_labels(tile, labels[r0:r1], n_labels, threads=threads)
+            sums[:, c0:c1] += tile_sums
+            if c0 == 0:  # validity is read from the map's channel 0
+                valued += tile_valued
     ids = np.flatnonzero(counts)
     ids = ids[ids > 0]
-    area = counts[ids].astype(np.float64)
+    # pixel counts are integers, exact in float64 whatever the tiling
+    area = valued[ids]
     return Aggregated(finish(sums[ids], area, agg), area, np.zeros(len(ids), dtype=bool), ids)
 
 
-def _label_block(block: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
+def _label_block(block: np.ndarray, labels: np.ndarray, n_labels: int):
     return sum_labels(block, check_labels(labels, block.shape[1:]), n_labels, threads=1)
 
 
-def _dask_labels(image, labels, n_labels: int) -> np.ndarray:
+def _dask_labels(image, labels, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and pixels with a value per label, one task per chunk (validity from channel chunk 0)."""
     import dask
 
     blocks, label_blocks = image.to_delayed(), labels.to_delayed()
@@ -239,5 +265,10 @@ def _dask_labels(image, labels, n_labels: int) -> np.ndarray:
             for yi in range(blocks.shape[1])
             for xi in range(blocks.shape[2])
         ]
-        combined.append(dask.delayed(sum)(parts))
-    return np.concatenate(dask.compute(*combined), axis=1)
+        combined.append(dask.delayed(_add_pairs)(parts))
+    results = dask.compute(*combined)
+    return np.concatenate([sums for sums, _ in results], axis=1), results[0][1]
+
+
+def _add_pairs(parts):
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
