@@ -1,137 +1,310 @@
-"""her2st benchmark: train on some sections, test on a held-out section; prints JSON.
+"""her2st benchmark: PixNet, THItoGene and a colour/texture ridge baseline, same split, genes and normalisation.
 
-Protocol (PixNet paper): top 250 genes by mean over the training sections of log1p(count / total * 1e4), or the
-785-gene THItoGene list (--genes thitogene785). Default split: train C2 C3 C4, test C5; --loso runs leave-one-section-
-out over all given sections. Metrics over the test section's spots: per-gene Pearson correlation across spots, then
-PCC@M (mean over genes), PCC@S (median), PCC@F (first quartile); MSE and MAE over spots x genes.
+One run trains every model on the training sections of each fold and scores it on the held-out section(s), under a
+named protocol of ``st.tl.protocol``: ``pixnet_top250`` (the PixNet paper's 250 genes with the highest mean
+log1p(count / total * 1e4) over the fold's training sections) or ``thitogene_785`` (THItoGene's fixed gene list).
+Default split: train C2 C3 C4, test C5; ``--loso`` holds out each section in turn (leave-one-section-out).
 
-    python benchmarks/her2st.py --model pixnet --max-time 900
+Every section is normalised over all its genes (``st.pp.normalize``: log1p(count / total * 1e4)) before the genes
+are selected, the same for every model. Each model and fold runs in its own 'spawn' child process, which loads the
+sections, trains, predicts the test spots and evaluates them, so the peak memory reported (VmHWM of that process)
+belongs to that model alone; ``rss_after_load_gb`` is the memory once the tables are read and normalised.
+
+Reported per model, fold and test section: every metric of ``st.tl.evaluate`` (MSE, MAE, PCC@M/S/F, ARI of k-means
+domains of predicted vs measured expression with ``--n-clusters``), the top genes by -log10 p
+(``st.tl.gene_scores``), the prediction spread (mean over genes of the predictions' standard deviation across
+spots / the same of the measurements: 1 is right, lower is too flat), training and prediction seconds, peak memory.
+JSON on stdout; ``--out DIR`` also writes the protocol (``split.json``, genes, ``results.csv``) with
+``Protocol.write``, ``results.json`` and ``results.md``.
+
+    python benchmarks/her2st.py --out runs/her2st_c5                    # 3 models x 15 min
+    python benchmarks/her2st.py --loso --out runs/her2st_loso           # 4 folds x 3 models
+    python benchmarks/her2st.py --synthetic 500 --train S1 S2 --test S3 # dry run without data (numbers mean nothing)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from _common import (
+    add_model_arguments,
+    check_out_dir,
+    fit_options,
+    jsonable,
+    markdown_table,
+    peak_rss_gb,
+    provenance,
+    rss_gb,
+    run_isolated,
+    start_clock,
+    write_results,
+)
 
-import histo2st as st
-from histo2st.train._metrics import per_gene_pcc
-
-ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-THITOGENE_GENES = "thitogene/her_hvg_cut_1000.npy"
-
-
-def peak_rss_gb() -> float:
-    """Peak resident memory of this process (VmHWM), in GB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def load(root: Path, sections: list[str]) -> dict:
-    samples = {s: st.io.read_her2st(root / "her2st", s) for s in sections}
-    st.pp.normalize(samples)
-    return samples
-
-
-def select(samples: dict, train: list[str], genes: str, root: Path) -> list[str]:
-    if genes == "thitogene785":
-        selection = st.pp.select_genes(samples, method=root / THITOGENE_GENES)
-    else:
-        # genes are ranked on the training sections only, then kept in every section
-        ranked = st.pp.select_genes({k: samples[k] for k in train}, n_top=250, method="mean", copy=True)
-        chosen = list(next(iter(ranked.values()))["table"].var_names)
-        selection = st.pp.select_genes(samples, method=chosen)
-    return list(selection.genes)
+#: Spot columns of every results row, in order.
+METRICS = ["MSE", "MAE", "PCC@M", "PCC@S", "PCC@F", "ARI"]
+#: Domains for the ARI: her2st's pathologists annotated six tissue classes (invasive cancer, cancer in situ, immune
+#: infiltrate, breast glands, connective and adipose tissue), the clusters THItoGene/Hist2ST compare k-means with.
+N_CLUSTERS = 6
+TOP_GENES = 10
+PRED_KEY = "bench"
+#: Genes of a synthetic section for ``--synthetic``: enough for the 250 of ``pixnet_top250``.
+SYNTHETIC_GENES = 256
 
 
-def run_fold(samples: dict, train: list[str], test: str, args) -> dict:
-    hyper = {"hidden_dim": args.hidden_dim, "crop_px": args.crop_px} if args.model == "pixnet" else {}
-    if args.microns_per_pixel is not None:
-        hyper["microns_per_pixel"] = args.microns_per_pixel
-    if args.lr is not None:
-        hyper["lr"] = args.lr
-    start = time.perf_counter()
-    model = st.tl.fit(
-        {k: samples[k] for k in train},
-        args.model,
-        epochs=args.epochs,
-        max_time=args.max_time,
-        validation=0.15,
-        seed=args.seed,
-        progress=False,
-        **hyper,
-    )
-    train_s = time.perf_counter() - start
-    sdata = samples[test]
-    st.tl.predict(sdata, model, dense=False, overwrite=True, key_added="bench")
-    pred = np.asarray(sdata.tables["bench_spots"][sdata["table"].obs_names, model.genes].X, dtype=np.float64)
-    truth = sdata["table"][:, model.genes].X
-    truth = np.asarray(truth.toarray() if hasattr(truth, "toarray") else truth, dtype=np.float64)
-    pcc = per_gene_pcc(pred, truth)
+def load_sections(source: dict, names: list[str]) -> dict:
+    """Sections by name: her2st from the data root, or synthetic tissues seeded by their position in ``source``."""
+    import histo2st as st
+
+    if source["synthetic_um"] is None:
+        return {name: st.datasets.her2st(name, root=source["root"]) for name in names}
     return {
-        "train": train,
-        "test": test,
-        "PCC@M": float(np.nanmean(pcc)),
-        "PCC@S": float(np.nanmedian(pcc)),
-        "PCC@F": float(np.nanquantile(pcc, 0.25)),
-        "MSE": float(np.mean((pred - truth) ** 2)),
-        "MAE": float(np.mean(np.abs(pred - truth))),
-        "pred_spread_ratio": float(np.mean(pred.std(0)) / np.mean(truth.std(0))),
-        "train_seconds": round(train_s, 1),
-        "epochs": len(model.history),
-        "seconds_per_epoch": round(float(np.mean([h["epoch_seconds"] for h in model.history])), 1),
-        "best_val_pcc": model.card.get("validation_metrics", {}).get("val_pcc"),
-        "top_genes": [model.genes[i] for i in np.argsort(-np.nan_to_num(pcc, nan=-1))[:5]],
+        name: st.datasets.synthetic_tissue(
+            size_um=source["synthetic_um"],
+            microns_per_pixel=2.0,
+            n_genes=SYNTHETIC_GENES,
+            seed=source["sections"].index(name),
+            sample=name,
+        )
+        for name in names
     }
 
 
-def main() -> None:
+def run_model_fold(spec: dict) -> dict:
+    """In a child process: load, normalise and select genes, train one model, predict the test spots, evaluate."""
+    from _ridge import RidgeBaseline
+
+    import histo2st as st
+
+    train, test, genes = spec["train"], spec["test"], spec["genes"]
+    samples = load_sections(spec["source"], [*train, *test])
+    st.pp.normalize(samples)
+    st.pp.select_genes(samples, method=genes)
+    loaded_gb = rss_gb()
+    training = {name: samples[name] for name in train}
+    start = time.perf_counter()
+    if spec["model"] == "ridge":
+        diameter = float(np.median([st.io.get_scale(s).spot_diameter_um for s in training.values()]))
+        model = RidgeBaseline(genes, patch_um=diameter, microns_per_pixel=spec["ridge_microns_per_pixel"])
+        model.fit(training)
+        record = {"alpha": model.alpha, "patch_um": diameter, "microns_per_pixel": model.microns_per_pixel}
+    else:
+        model = st.tl.fit(training, spec["model"], genes=genes, **spec["fit"])
+        record = {
+            "epochs": len(model.history),
+            "seconds_per_epoch": float(np.mean([h["epoch_seconds"] for h in model.history])),
+            "best_val_pcc": model.card.get("validation_metrics", {}).get("val_pcc"),
+            "hyperparameters": model.init_params,
+            "microns_per_pixel": model.microns_per_pixel,
+        }
+    train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    tested = {name: samples[name] for name in test}
+    for sdata in tested.values():
+        if spec["model"] == "ridge":
+            model.predict_spots(sdata, key_added=f"{PRED_KEY}_spots")
+        else:
+            st.tl.predict(sdata, model, dense=False, key_added=PRED_KEY, overwrite=True)
+    predict_seconds = time.perf_counter() - start
+    pred_key = f"{PRED_KEY}_spots"
+    summary = st.tl.evaluate(tested, pred_key=pred_key, genes=genes, n_clusters=spec["n_clusters"], seed=spec["seed"])
+    scores = st.tl.gene_scores(tested, pred_key=pred_key)
+    top = {
+        name: group.nlargest(TOP_GENES, "neg_log10_pvalue")[["gene", "pcc", "neg_log10_pvalue"]].to_dict("records")
+        for name, group in scores.groupby("section", observed=True)
+    }
+    rows = summary.reset_index().to_dict("records")
+    for row in rows:
+        if row["scope"] == "section":
+            row["spread"] = spread_ratio(tested[row["section"]], pred_key, genes)
+    return {
+        "model": spec["model"],
+        "rows": rows,
+        "top_genes": top,
+        "train_seconds": train_seconds,
+        "predict_seconds": predict_seconds,
+        "rss_after_load_gb": loaded_gb,
+        "peak_rss_gb": peak_rss_gb(),
+        **record,
+    }
+
+
+def spread_ratio(sdata, pred_key: str, genes: list[str]) -> float:
+    """Mean over genes of the predictions' std across spots / the same of the measurements (1: right; < 1: flat)."""
+    truth = sdata["table"]
+    pred = sdata.tables[pred_key]
+    names = truth.obs_names[truth.obs_names.isin(pred.obs_names)]
+    values = []
+    for table in (pred[names, genes], truth[names, genes]):
+        x = table.X.toarray() if hasattr(table.X, "toarray") else np.asarray(table.X)
+        values.append(np.asarray(x, dtype=np.float64).std(axis=0).mean())
+    return float(values[0] / values[1])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="pixnet", choices=["pixnet", "thitogene"])
-    parser.add_argument("--root", type=Path, default=Path(os.environ.get("HISTO2ST_DATA", ROOT)))
+    parser.add_argument(
+        "--root", type=Path, default=None, help="data root; default $HISTO2ST_DATA, then ../shared/data (st.datasets)"
+    )
     parser.add_argument("--train", nargs="+", default=["C2", "C3", "C4"])
-    parser.add_argument("--test", default="C5")
-    parser.add_argument("--loso", action="store_true", help="leave-one-section-out over train + test sections")
-    parser.add_argument("--genes", default="top250", choices=["top250", "thitogene785"])
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--max-time", type=float, default=900.0, help="training seconds per fold")
-    parser.add_argument("--hidden-dim", type=int, default=128, help="PixNet decoder width (paper: 512)")
-    parser.add_argument("--crop-px", type=int, default=128, help="PixNet training crop edge in model pixels")
-    parser.add_argument("--microns-per-pixel", type=float, default=None, help="model resolution; default the model's")
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate; default the model's")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--test", nargs="+", default=["C5"])
+    parser.add_argument("--loso", action="store_true", help="leave-one-section-out over the train and test sections")
+    parser.add_argument("--protocol", default="pixnet_top250", choices=["pixnet_top250", "thitogene_785"])
+    parser.add_argument("--n-clusters", type=int, default=N_CLUSTERS, help="k-means domains for the ARI")
+    parser.add_argument("--out", type=Path, default=None, help="directory for the protocol and results")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--synthetic",
+        type=float,
+        default=None,
+        metavar="SIZE_UM",
+        help="dry run: each section a synthetic tissue of this size instead of her2st (unrelated expression "
+        "profiles, so the numbers mean nothing)",
+    )
+    add_model_arguments(parser)
+    return parser.parse_args(argv)
 
-    sections = [*args.train, args.test]
-    folds = [([s for s in sections if s != t], t) for t in sections] if args.loso else [(args.train, args.test)]
-    results = []
-    for train, test in folds:
-        samples = load(args.root, sections)
-        genes = select(samples, train, args.genes, args.root)
-        results.append({**run_fold(samples, train, test, args), "n_genes": len(genes)})
-    summary = {
-        "benchmark": "her2st",
-        "model": args.model,
-        "lr": args.lr,
-        "microns_per_pixel": args.microns_per_pixel,
-        "hidden_dim": args.hidden_dim if args.model == "pixnet" else None,
-        "crop_px": args.crop_px if args.model == "pixnet" else None,
-        "genes": args.genes,
-        "folds": results,
-        "PCC@M_mean": float(np.mean([r["PCC@M"] for r in results])),
-        "PCC@M_sd": float(np.std([r["PCC@M"] for r in results])),
-        "peak_rss_gb": round(peak_rss_gb(), 2),
-        "torch_threads": __import__("torch").get_num_threads(),
-        "histo2st_version": st.__version__,
-    }
-    print(json.dumps(summary, indent=2))
+
+def main(argv=None) -> dict:
+    """Run the benchmark; print and return the results."""
+    import json
+
+    import histo2st as st
+
+    args = parse_args(argv)
+    check_out_dir(args.out, args.overwrite)
+    clock = start_clock()
+    sections = list(dict.fromkeys([*args.train, *args.test]))
+    source = {"root": None if args.root is None else str(args.root), "synthetic_um": args.synthetic,
+              "sections": sections}  # fmt: skip
+    protocol = st.tl.protocol(
+        args.protocol, load_sections(source, sections), test=None if args.loso else args.test, root=args.root
+    )
+    folds = []
+    for (train, test), genes in zip(protocol.folds, protocol.fold_genes, strict=True):
+        models = {}
+        for name in args.models:
+            spec = {
+                "model": name,
+                "train": train,
+                "test": test,
+                "genes": genes,
+                "source": source,
+                "n_clusters": args.n_clusters,
+                "seed": args.seed,
+                "ridge_microns_per_pixel": args.ridge_microns_per_pixel,
+                "fit": None if name == "ridge" else fit_options(args, name, test),
+            }
+            models[name] = run_isolated(run_model_fold, spec)
+        folds.append({"train": train, "test": test, "n_genes": len(genes), "models": models})
+
+    result = jsonable(
+        {
+            "benchmark": "her2st",
+            "protocol": protocol.name,
+            "protocol_params": protocol.params,
+            "provenance": provenance(clock),
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "summary": summarise(folds, args.models),
+            "folds": folds,
+        }
+    )
+    print(json.dumps(result, indent=2))
+    if args.out is not None:
+        protocol.write(args.out, results=results_frame(folds), overwrite=args.overwrite)
+        write_results(args.out, result, markdown(result))
+    return result
+
+
+def results_frame(folds: list[dict]) -> pd.DataFrame:
+    """One row per fold, model and scope (test section or pooled): the table written as ``results.csv``."""
+    rows = []
+    for i, fold in enumerate(folds):
+        for name, res in fold["models"].items():
+            for row in res["rows"]:
+                rows.append(
+                    {
+                        "fold": i,
+                        "model": name,
+                        "train": "+".join(fold["train"]),
+                        **row,
+                        "train_seconds": res["train_seconds"],
+                        "peak_rss_gb": res["peak_rss_gb"],
+                    }
+                )
+    return pd.DataFrame(rows).set_index(["fold", "model", "section"])
+
+
+def summarise(folds: list[dict], models: list[str]) -> dict:
+    """Per model: mean and sd over the test sections of every fold (the PixNet paper's per-section averaging)."""
+    out = {}
+    for name in models:
+        rows = [r for fold in folds for r in fold["models"][name]["rows"] if r["scope"] == "section"]
+        runs = [fold["models"][name] for fold in folds]
+        entry = {"n_test_sections": len(rows)}
+        for metric in [*METRICS, "spread"]:
+            values = np.array([r[metric] for r in rows], dtype=np.float64)
+            entry[f"{metric}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else None
+            entry[f"{metric}_sd"] = float(np.nanstd(values)) if np.isfinite(values).any() else None
+        entry["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs]))
+        entry["peak_rss_gb_max"] = float(np.max([r["peak_rss_gb"] for r in runs]))
+        out[name] = entry
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The results as markdown tables: a summary per model, every fold, and the top genes."""
+    prov = result["provenance"]
+    head = (
+        f"# her2st benchmark, protocol `{result['protocol']}`\n\n"
+        f"Commit `{prov['commit']}`{' (with uncommitted changes)' if prov['uncommitted_changes'] else ''}, "
+        f"{prov['started']}, {prov['cpu']} ({prov['cores']} cores, {prov['torch_threads']} torch threads), "
+        f"load average {prov['load_average_start'][0]:.1f} at the start.\n\n`{prov['command']}`\n\n"
+    )
+    summary_rows = []
+    for name, s in result["summary"].items():
+        row = {"model": name, "test sections": s["n_test_sections"]}
+        for metric in [*METRICS, "spread"]:
+            mean, sd = s[f"{metric}_mean"], s[f"{metric}_sd"]
+            row[metric] = "" if mean is None else f"{mean:.3f} ± {sd:.3f}"
+        row["train s"] = round(s["train_seconds_mean"])
+        row["peak GB"] = round(s["peak_rss_gb_max"], 2)
+        summary_rows.append(row)
+    columns = ["model", "test sections", *METRICS, "spread", "train s", "peak GB"]
+    fold_rows, gene_rows = [], []
+    for fold in result["folds"]:
+        for name, res in fold["models"].items():
+            cost = {"train s": round(res["train_seconds"]), "peak GB": round(res["peak_rss_gb"], 2)}
+            for row in res["rows"]:
+                fold_rows.append({"model": name, "train": "+".join(fold["train"]), **row, **cost})
+            for section, genes in res["top_genes"].items():
+                named = ", ".join(f"{g['gene']} ({g['pcc']:.2f})" for g in genes)
+                gene_rows.append({"model": name, "test": section, "genes (PCC)": named})
+    fold_columns = [
+        "model",
+        "train",
+        "section",
+        "scope",
+        "n_spots",
+        "n_genes",
+        *METRICS,
+        "spread",
+        "train s",
+        "peak GB",
+    ]
+    return (
+        head
+        + "## Mean ± sd over test sections\n\n"
+        + markdown_table(summary_rows, columns)
+        + "\n## Every fold (pooled: all test spots of the fold together)\n\n"
+        + markdown_table(fold_rows, fold_columns)
+        + f"\n## Top {TOP_GENES} genes by -log10 p\n\n"
+        + markdown_table(gene_rows, ["model", "test", "genes (PCC)"])
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""The model benchmarks run end to end at tiny settings on synthetic data (their numbers are not checked, only sane)."""
+
+import importlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import histo2st as st
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+TINY_PIXNET = '{"hidden_dim": 8, "pyramid_levels": 3, "crop_px": 96, "batch_size": 2, "tile_px": 128}'
+TINY_THITOGENE = (
+    '{"patch_px": 48, "caps": 4, "route_dim": 8, "depth": 1, "heads": 2, "mlp_dim": 32, "gat_heads": 2, '
+    '"gat_hidden": 16, "gat_out": 8, "head_hidden": 16, "n_pos": 16, "max_direct_spots": 500}'
+)
+TINY_MODELS = [
+    "--epochs", "1", "--max-time", "1", "--validation", "0.2", "--microns-per-pixel", "4",
+    "--pixnet-params", TINY_PIXNET, "--thitogene-microns-per-pixel", "2", "--thitogene-params", TINY_THITOGENE,
+]  # fmt: skip
+HER2ST_SYNTHETIC = ["--synthetic", "400", "--train", "S1", "--test", "S2", "--n-clusters", "3"]
+SMALL_TISSUE = ["--height-um", "300", "--width-um", "600", "--tissue-microns-per-pixel", "2", "--n-genes", "8"]
+
+
+@pytest.fixture
+def script(monkeypatch):
+    """Import a benchmark script as a module; its directory goes on sys.path, which the spawned children inherit."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module
+
+
+def test_her2st_ridge_writes_protocol_and_results(script, tmp_path, capsys):
+    out = tmp_path / "run"
+    result = script("her2st").main([*HER2ST_SYNTHETIC, "--models", "ridge", "--out", str(out)])
+
+    assert json.loads(capsys.readouterr().out) == result
+    (fold,) = result["folds"]
+    assert (fold["train"], fold["test"], fold["n_genes"]) == (["S1"], ["S2"], 250)
+    ridge = fold["models"]["ridge"]
+    section, pooled = ridge["rows"]
+    assert (section["section"], section["scope"], pooled["scope"]) == ("S2", "section", "pooled")
+    assert section["n_genes"] == 250
+    assert section["n_spots"] > 3
+    assert all(math.isfinite(section[m]) for m in ("MSE", "MAE", "PCC@M", "PCC@S", "PCC@F", "ARI", "spread"))
+    assert section["PCC@F"] <= section["PCC@S"]
+    assert section["spread"] > 0
+    assert 0 < ridge["rss_after_load_gb"] <= ridge["peak_rss_gb"]
+    assert ridge["alpha"] > 0
+    assert ridge["patch_um"] == 55.0
+    assert len(ridge["top_genes"]["S2"]) == 10
+    ranks = [g["neg_log10_pvalue"] for g in ridge["top_genes"]["S2"]]
+    assert ranks == sorted(ranks, reverse=True)
+    assert result["summary"]["ridge"]["PCC@M_mean"] == section["PCC@M"]
+
+    protocol = st.tl.Protocol.read(out)
+    assert protocol.name == "pixnet_top250"
+    assert protocol.folds == [(["S1"], ["S2"])]
+    assert len(protocol.genes) == 250
+    assert json.loads((out / "results.json").read_text()) == result
+    table = (out / "results.md").read_text()
+    assert "| ridge | 1 |" in table
+    assert "Top 10 genes" in table
+    assert (out / "results.csv").read_text().count("\n") == 3  # header, section, pooled
+    with pytest.raises(SystemExit, match="already exists"):
+        script("her2st").main([*HER2ST_SYNTHETIC, "--models", "ridge", "--out", str(out)])
+
+
+def test_multiscale_ridge_scores_every_scale(script, tmp_path, capsys):
+    result = script("multiscale").main([*SMALL_TISSUE, "--models", "ridge", "--out", str(tmp_path / "ms")])
+
+    capsys.readouterr()
+    rows = {row["scale"]: row for row in result["results"]}
+    assert list(rows) == ["55 µm spots", "2 µm bins", "8 µm bins", "16 µm bins"]
+    assert rows["2 µm bins"]["n"] > rows["8 µm bins"]["n"] > rows["16 µm bins"]["n"] > 0
+    for scale, row in rows.items():
+        assert math.isfinite(row["PCC@M"])
+        assert math.isfinite(row["MSE"])
+        assert row["spread"] > 0
+        assert (row["SSIM"] is None) == (scale == "55 µm spots")
+        assert (row["ARI"] is None) == (scale != "55 µm spots")
+    ridge = result["models"]["ridge"]
+    assert ridge["n_train_spots"] > 3
+    assert ridge["peak_rss_gb"] > 0
+    assert result["dense_map"] == {}
+    assert "| ridge | 2 µm bins |" in (tmp_path / "ms" / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_every_model_in_one_run(script, tmp_path, capsys):
+    her2st = script("her2st").main([*HER2ST_SYNTHETIC, *TINY_MODELS])
+    multiscale = script("multiscale").main([*SMALL_TISSUE, *TINY_MODELS, "--n-clusters", "3"])
+    capsys.readouterr()
+
+    models = her2st["folds"][0]["models"]
+    assert list(models) == ["pixnet", "thitogene", "ridge"]
+    for name in ("pixnet", "thitogene"):
+        assert models[name]["epochs"] == 1
+        assert models[name]["rows"][0]["n_genes"] == 250
+    assert models["pixnet"]["hyperparameters"]["hidden_dim"] == 8
+    assert {row["model"] for row in multiscale["results"]} == {"pixnet", "thitogene", "ridge"}
+    n = {(row["model"], row["scale"]): row["n"] for row in multiscale["results"]}
+    assert n[("pixnet", "8 µm bins")] == n[("thitogene", "8 µm bins")] == n[("ridge", "8 µm bins")] > 0
+    assert sorted(multiscale["dense_map"]) == ["pixnet", "thitogene"]
+    assert [row["bin_um"] for row in multiscale["dense_map"]["pixnet"]] == [2, 8, 16]
