@@ -18,7 +18,8 @@ class SpatialScale:
     microns_per_pixel
         Side of one full-resolution H&E pixel in µm.
     spot_diameter_um
-        Diameter of the measured spots in µm.
+        Diameter of the measured spots in µm; ``None`` for a slide without measured spots (e.g. from
+        :func:`histo2st.io.read_wsi`).
     spot_pitch_um
         Centre-to-centre distance of neighbouring spots in µm, if known.
     mpp_source
@@ -30,7 +31,7 @@ class SpatialScale:
     """
 
     microns_per_pixel: float
-    spot_diameter_um: float
+    spot_diameter_um: float | None
     spot_pitch_um: float | None = None
     mpp_source: str = "given"
     sample: str = "sample"
@@ -41,12 +42,16 @@ class SpatialScale:
     def __post_init__(self) -> None:
         for name in ("microns_per_pixel", "spot_diameter_um"):
             value = getattr(self, name)
+            if value is None and name == "spot_diameter_um":
+                continue
             if not np.isfinite(value) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
 
     @property
     def spot_radius_px(self) -> float:
         """Spot radius in full-resolution pixels."""
+        if self.spot_diameter_um is None:
+            raise ValueError(f"Sample '{self.sample}' has no measured spots, so no spot diameter; pass one explicitly.")
         return self.spot_diameter_um / 2 / self.microns_per_pixel
 
     def um_to_px(self, um: float) -> float:

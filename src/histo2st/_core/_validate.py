@@ -18,13 +18,16 @@ def validate(sdata, *, require_counts: bool = True) -> SpatialScale:
     Checks: metadata in ``sdata.attrs["histo2st"]``; an H&E image (c=3, uint8) in the pixel and ``"microns"``
     coordinate systems; circles with a radius; a table annotating those circles through ``region``/``instance_key``
     with one row per circle, unique gene names, raw counts in ``layers["counts"]`` and ``obsm["spatial"]``.
+    With ``require_counts=False`` a slide without measured spots (neither the shapes nor the table, e.g. from
+    :func:`histo2st.io.read_wsi`) is valid: only the metadata and the image are checked.
 
     Parameters
     ----------
     sdata
         The sample to check.
     require_counts
-        Require ``layers["counts"]`` in the table.
+        Require measured spots with ``layers["counts"]`` in their table; ``False`` (prediction) also accepts a
+        slide without spots.
 
     Returns
     -------
@@ -56,6 +59,8 @@ def validate(sdata, *, require_counts: bool = True) -> SpatialScale:
     for cs in (PIXEL_CS, MICRONS_CS):
         need(cs in systems, f"image '{scale.image_key}' lacks the '{cs}' coordinate system; call `set_scale(sdata)`.")
 
+    if not require_counts and scale.shapes_key not in sdata.shapes and scale.table_key not in sdata.tables:
+        return scale
     need(scale.shapes_key in sdata.shapes, f"no shapes element '{scale.shapes_key}' (elements: {list(sdata.shapes)}).")
     shapes = sdata.shapes[scale.shapes_key]
     need("radius" in shapes.columns, f"shapes '{scale.shapes_key}' must be circles with a 'radius' column.")

@@ -6,6 +6,7 @@ from ._her2st import read_her2st
 from ._st import read_st
 from ._visium import read_visium, read_visium_hd
 from ._write import write_zarr
+from ._wsi import read_wsi
 
 __all__ = [
     "ConventionError",
@@ -17,6 +18,7 @@ __all__ = [
     "read_st",
     "read_visium",
     "read_visium_hd",
+    "read_wsi",
     "set_scale",
     "validate",
     "write_zarr",

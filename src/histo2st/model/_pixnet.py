@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -14,7 +15,15 @@ from .._core._resample import resample_image
 from .._logging import logger
 from .._settings import settings
 from ._base import BaseModel
-from ._tiling import PAD_VALUE, core_chunks, make_grid, run_network
+from ._tiling import (
+    MAX_HALO_PX,
+    PAD_VALUE,
+    core_chunks,
+    cores_per_chunk,
+    default_batch_size,
+    make_grid,
+    predict_cores,
+)
 
 
 class PixNet(BaseModel):
@@ -104,39 +113,76 @@ class PixNet(BaseModel):
     def _output_bias(self):
         return self.module.head.bias
 
-    def predict_image(self, image: da.Array, image_mpp: float, *, device: str | None = None) -> da.Array:
+    def predict_image(
+        self,
+        image: da.Array,
+        image_mpp: float,
+        *,
+        device: str | None = None,
+        tissue_mask: tuple[np.ndarray, float] | None = None,
+        batch_size: int | None = None,
+    ) -> da.Array:
         """Lazy dense prediction ``(genes, y, x)`` float32 at the model's resolution for an H&E ``(3, y, x)``.
 
-        The image is resampled to ``model.microns_per_pixel``; each output chunk is the core of a ``tile_px`` input
-        tile, the remaining pixels on each side giving the network context, so seams never sit at a tile edge.
+        The image is resampled to ``model.microns_per_pixel`` and cut into tiles of ``tile_px``: each predicts its
+        core, the tile less a halo of context on each side (a quarter of the tile, at most
+        :data:`~histo2st.model._tiling.MAX_HALO_PX`), so seams never sit at a tile edge. Each output chunk is a block of
+        cores whose tiles run in batches of ``batch_size``; tiles that touch no tissue are not run and are NaN.
+
+        Parameters
+        ----------
+        image
+            ``(3, y, x)`` uint8 H&E, numpy or dask.
+        image_mpp
+            µm per pixel of ``image``.
+        device
+            Torch device; default :attr:`histo2st.settings.device`.
+        tissue_mask
+            ``(mask, factor)`` as from :func:`histo2st.tl._tissue.tissue_mask`, with ``factor`` in pixels of
+            ``image`` per mask pixel; tiles more than a halo away from tissue are skipped. ``None`` predicts all.
+        batch_size
+            Tiles per forward pass; default from the device (a pixel budget on a CPU, the free memory of a GPU).
         """
+        from ..tl._tissue import regions_on_tissue
+
         device = settings.resolve_device(device)
         factor = image_mpp / self.microns_per_pixel
         if not math.isclose(factor, 1.0, rel_tol=0.05):
             logger.info(f"Resampling the H&E from {image_mpp:.3g} to {self.microns_per_pixel:.3g} µm/px.")
         image = resample_image(image, factor)
-        grid = make_grid(self.init_params["tile_px"], halo=self.init_params["tile_px"] // 4)
-        image = image.rechunk((3, *(core_chunks(n, grid) for n in image.shape[1:])))
-        padded = da.overlap.overlap(image, depth={0: 0, 1: grid.halo, 2: grid.halo}, boundary=PAD_VALUE)
+        tile_px = self.init_params["tile_px"]
+        grid = make_grid(tile_px, halo=min(tile_px // 4, MAX_HALO_PX))
         self.module.to(device).eval()
+        batch_size = batch_size or default_batch_size(self.module, grid.input_px, device)
+        image = image.rechunk((3, *(core_chunks(n, grid, cores_per_chunk(batch_size)) for n in image.shape[1:])))
+        y_edges, x_edges = (np.append(np.arange(0, n, grid.core), n) for n in image.shape[1:])
+        if tissue_mask is None:
+            on = np.ones((len(y_edges) - 1, len(x_edges) - 1), dtype=bool)
+        else:
+            on = regions_on_tissue(*tissue_mask, y_edges, x_edges, scale=1 / factor, margin=grid.halo)
+        padded = da.overlap.overlap(image, depth={0: 0, 1: grid.halo, 2: grid.halo}, boundary=PAD_VALUE)
         return da.map_blocks(
             _predict_block,
             padded,
             dtype=np.float32,
             chunks=((self.n_genes,), *image.chunks[1:]),
             meta=np.empty((0, 0, 0), dtype=np.float32),
-            module=self.module,
+            # one shared graph node: a cluster ships the weights once per worker, not once per block
+            module=dask.delayed(self.module, pure=False),
             grid=grid,
+            on=on,
             device=device,
+            batch_size=batch_size,
         )
 
 
-def _predict_block(block: np.ndarray, module, grid, device) -> np.ndarray:
+def _predict_block(window: np.ndarray, module, grid, on, device, batch_size, block_info=None) -> np.ndarray:
     from ..nn import normalize_images
 
-    _, h, w = block.shape
-    dense = run_network(module, block[None], device, normalize=normalize_images)[0]
-    return dense[:, grid.halo : h - grid.halo, grid.halo : w - grid.halo]
+    (y0, _), (x0, _) = block_info[None]["array-location"][1:]
+    i0, j0 = y0 // grid.core, x0 // grid.core
+    return predict_cores(module, window, grid, on[i0:, j0:], block_info[None]["chunk-shape"][0], device,
+                         normalize=normalize_images, batch_size=batch_size)  # fmt: skip
 
 
 def _weights_origin(path) -> dict:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 #: Value used to pad the H&E outside the image: white, as empty glass.
 PAD_VALUE = 255
+#: Most context pixels on each side of a tile's core: enough for a seamless map (``test_tiled_prediction``), so larger
+#: tiles spend their extra pixels on the core (a 1024 px tile has a 768 px core, 1.8x redundant, not 4x).
+MAX_HALO_PX = 128
+#: Input pixels per forward pass on a CPU: batching tiles gains little there, and activations grow with the batch.
+CPU_BATCH_PIXELS = 4 * 512 * 512
+#: Most tiles per forward pass on a GPU, and the share of its free memory a batch may use.
+GPU_MAX_BATCH, GPU_MEMORY_SHARE = 64, 0.5
+#: One forward pass at a time per process: torch already uses every core (or the whole GPU) for one, and two at once
+#: would only compete for them and double the activation memory.
+_FORWARD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -30,17 +42,42 @@ class TileGrid:
         return [(y, x) for y in range(0, height, self.core) for x in range(0, width, self.core)]
 
 
-def core_chunks(n: int, grid: TileGrid) -> tuple[int, ...]:
-    """Chunks of ``n`` pixels for tiled prediction: cores of ``grid.core``.
+def core_chunks(n: int, grid: TileGrid, cores: int = 1) -> tuple[int, ...]:
+    """Chunks of ``n`` pixels for tiled prediction: ``cores`` cores of ``grid.core`` each.
 
     The last chunk is merged into its neighbour when shorter than the halo, because ``dask.array.overlap`` would
     otherwise rechunk the image and the blocks would no longer match the declared output chunks.
     """
-    chunks = [grid.core] * (n // grid.core) + ([n % grid.core] if n % grid.core else [])
+    size = grid.core * cores
+    chunks = [size] * (n // size) + ([n % size] if n % size else [])
     if len(chunks) > 1 and chunks[-1] < grid.halo:
         last = chunks.pop()
         chunks[-1] += last
     return tuple(chunks)
+
+
+def cores_per_chunk(batch_size: int) -> int:
+    """Cores along each side of a chunk so that one chunk fills at least one batch of tiles."""
+    return max(1, math.ceil(math.sqrt(batch_size)))
+
+
+def default_batch_size(module, tile_px: int, device: str) -> int:
+    """Tiles per forward pass: from a pixel budget on a CPU; on a GPU, what half its free memory holds.
+
+    On CUDA one tile is run first and its peak memory measured, so the batch fits the network and the card in use.
+    """
+    if not str(device).startswith("cuda"):
+        return max(1, min(4, CPU_BATCH_PIXELS // tile_px**2))
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    param = next(module.parameters())
+    with _FORWARD_LOCK, torch.no_grad():
+        module(torch.zeros((1, 3, tile_px, tile_px), device=device, dtype=param.dtype))
+    per_tile = max(1, torch.cuda.max_memory_allocated(device) - before)
+    return int(np.clip(GPU_MEMORY_SHARE * free // per_tile, 1, GPU_MAX_BATCH))
 
 
 def make_grid(input_px: int, halo: int) -> TileGrid:
@@ -67,9 +104,31 @@ def run_network(module, tiles: np.ndarray, device, *, normalize) -> np.ndarray:
     """Run ``module`` on a ``(b, 3, s, s)`` uint8 batch (``normalize`` maps uint8 to network input); float32 maps."""
     import torch
 
-    with torch.no_grad():
+    with _FORWARD_LOCK, torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(tiles)).to(device)
         return module(normalize(x)).float().cpu().numpy()
+
+
+def predict_cores(
+    module, window: np.ndarray, grid: TileGrid, on: np.ndarray, n_out: int, device, *, normalize, batch_size: int
+) -> np.ndarray:
+    """Dense map ``(n_out, h, w)`` float32 of one block from its ``window`` (the block plus ``grid.halo`` each side).
+
+    The block is cut into cores of ``grid.core`` from its top-left; core ``(i, j)`` is predicted from the tile of
+    ``grid.input_px`` around it when ``on[i, j]``, in batches of ``batch_size`` tiles, and is NaN otherwise.
+    """
+    h, w = window.shape[1] - 2 * grid.halo, window.shape[2] - 2 * grid.halo
+    origins = [(y, x) for y in range(0, h, grid.core) for x in range(0, w, grid.core)]
+    todo = [(y, x) for y, x in origins if on[y // grid.core, x // grid.core]]
+    out = np.full((n_out, h, w), np.nan, dtype=np.float32)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        maps = run_network(module, np.stack([read_tile(window, y, x, grid.input_px) for y, x in chunk]), device,
+                           normalize=normalize)  # fmt: skip
+        for (y, x), dense in zip(chunk, maps, strict=True):
+            ye, xe = min(y + grid.core, h), min(x + grid.core, w)
+            out[:, y:ye, x:xe] = dense[:, grid.halo : grid.halo + ye - y, grid.halo : grid.halo + xe - x]
+    return out
 
 
 def predict_spots_tiled(

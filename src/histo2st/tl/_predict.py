@@ -2,43 +2,59 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import math
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
 from .._logging import log_added, logger
+from ..model._tiling import MAX_HALO_PX
+from ._stream import CHANNEL_CHUNK, stream_map
 
 #: Dense maps up to this many bytes are kept in memory between aggregations of a sample that is not zarr-backed.
 PERSIST_BYTES = 2 * 2**30
-#: Channel chunk of stored maps: reading one gene touches 8 channels, not all of them (scverse-facts.md).
-CHANNEL_CHUNK = 8
 
 
 def predict(
     sdata,
     model,
     *,
-    spot_um: float | None = None,
+    spot_um: float | Sequence[float] | None = None,
     shape: str = "square",
     shapes_key: str | None = None,
     genes=None,
     dense: bool = True,
     dtype: str = "float16",
+    tissue_mask: np.ndarray | bool | None = None,
+    batch_size: int | None = None,
     key_added: str = PRED_KEY,
     overwrite: bool = False,
     device: str | None = None,
 ) -> None:
     """Predict gene expression from the H&E of a sample, as a dense image and as spot tables.
 
+    On a zarr-backed sample (``sdata.write(path)`` or :func:`histo2st.io.write_zarr` first) the dense map is streamed
+    into the store block by block and never held in memory, so whole slides work on a laptop; the blocks run on the
+    active dask scheduler, a ``dask.distributed`` client included. An interrupted run resumes: calling ``predict``
+    again with the same model and settings computes only the blocks not yet written, and the store holds no
+    ``images[key_added]`` until every block is written. See the "Whole slides" docs page.
+
     Parameters
     ----------
     sdata
-        A histo2st sample. Its H&E is resampled to the model's µm per pixel (a warning is logged when they differ).
+        A histo2st sample, with or without measured spots (e.g. from :func:`histo2st.io.read_wsi`). The pyramid level
+        of its H&E closest to the model's µm per pixel is read and resampled to it (a warning is logged when they
+        differ by more than 2x).
     model
         A trained model (e.g. from :func:`histo2st.tl.fit` or :func:`histo2st.tl.load_model`).
     spot_um
-        Also aggregate the dense map over a grid of bins of this size in µm covering the tissue.
+        Also aggregate the dense map over a grid of bins of this size in µm covering the tissue; several sizes (e.g.
+        ``(2, 8, 16)``) give one table each.
     shape
         ``"square"`` bins (Visium HD style) or ``"circle"`` spots of diameter ``spot_um`` for the grid.
     shapes_key
@@ -49,10 +65,16 @@ def predict(
         Keep the dense map as an image element. With ``False`` the map is only used to fill the tables.
     dtype
         Dtype of the stored dense map.
+    tissue_mask
+        Where to predict: ``None`` finds the tissue on a low-resolution level of the H&E (Otsu on saturation) and
+        skips tiles far from it (they stay NaN and, in a zarr store, take no disk space); ``False`` predicts
+        everywhere; or a bool array over the H&E extent at any resolution. The bin grids follow the same mask.
+    batch_size
+        Tiles per forward pass (models that tile, e.g. PixNet); default from the device (a GPU's free memory).
     key_added
         Prefix of every element written.
     overwrite
-        Replace elements with the same names.
+        Replace elements with the same names, and discard an unfinished prediction made with other settings.
     device
         Torch device; default :attr:`histo2st.settings.device`.
 
@@ -62,13 +84,15 @@ def predict(
 
     ``sdata.images[key_added]``
         ``(genes, y, x)`` dense prediction at the model's map resolution (PixNet: its pixels; THItoGene: one patch
-        every ``dense_um``, NaN off tissue), aligned to the H&E by a scale to ``"global"``
-        and to ``"microns"`` (only if ``dense``). When the sample is zarr-backed it is written to the store.
+        every ``dense_um``), NaN off tissue, aligned to the H&E by a scale to ``"global"`` and to ``"microns"`` (only
+        if ``dense``). In a zarr-backed sample it is written to the store with chunks of 8 genes, as a multiscale
+        image (``scale0`` the map, then halved levels for viewing); its zarr attributes record the model and the
+        write under ``"histo2st"``. Otherwise it is kept in memory (up to 2 GB) or lazy.
     ``sdata.tables[f"{key_added}_spots"]``
         Mean predicted expression over each measured spot, annotating the measured spots' shapes; its rows carry the
-        measured table's spot names.
+        measured table's spot names (only when the sample has measured spots).
     ``sdata.tables[...]`` and ``sdata.shapes[...]`` named ``f"{key_added}_{shape}_{spot_um}um"``
-        Bins of ``spot_um`` (if given), see :func:`histo2st.tl.aggregate`.
+        Bins of each ``spot_um`` (if given), see :func:`histo2st.tl.aggregate`.
     ``sdata.tables[f"{key_added}_{shapes_key}"]``
         Mean over ``shapes_key`` (if given).
 
@@ -76,59 +100,88 @@ def predict(
     ``"map aggregate"`` (the dense map averaged over the spot) or ``"prediction at the centres"`` (models that predict
     from a patch at each spot or bin centre, THItoGene, up to its ``max_direct_spots``).
     """
-    from spatialdata.models import Image2DModel
     from spatialdata.transformations import Scale
 
     from .._core import validate
     from ._aggregate import aggregate
+    from ._tissue import regions_on_tissue
 
     start = time.perf_counter()
     scale = validate(sdata, require_counts=False)
     gene_idx = model.check_genes(model.genes if genes is None else list(genes))
+    spot_ums = [] if spot_um is None else list(np.atleast_1d(spot_um).astype(float))
     _check_free(sdata, key_added, overwrite)
-    he = sdata.images[scale.image_key]
-    he = he["scale0"].ds["image"] if hasattr(he, "children") else he
-    ratio = model.microns_per_pixel / scale.microns_per_pixel
+    he_element = sdata.images[scale.image_key]
+    he_full = he_element["scale0"].ds["image"] if hasattr(he_element, "children") else he_element
+    he, he_mpp = _level_for(he_element, scale.microns_per_pixel, model.microns_per_pixel)
+    ratio = model.microns_per_pixel / he_mpp
     if not 0.5 < ratio < 2:
         logger.warning(
-            f"The slide has {scale.microns_per_pixel:.3g} µm/px and the model works at {model.microns_per_pixel:.3g} "
+            f"The slide has {he_mpp:.3g} µm/px and the model works at {model.microns_per_pixel:.3g} "
             "µm/px; the H&E is resampled to the model's resolution."
         )
+    mask = _mask(he_element, he_full.shape, tissue_mask)
     # a model's dense map may be coarser than the pixels it works at (THItoGene: one patch every `dense_um`)
     map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
     map_scale = map_um / scale.microns_per_pixel
-    dense_map = model.predict_image(he.data, scale.microns_per_pixel, device=device).astype(dtype)
-    dense_map = dense_map[gene_idx].rechunk((CHANNEL_CHUNK, *dense_map.chunks[1:]))
-    element = Image2DModel.parse(
-        dense_map,
-        dims=("c", "y", "x"),
-        c_coords=[model.genes[i] for i in gene_idx],
-        transformations={
-            PIXEL_CS: Scale([map_scale, map_scale], axes=("y", "x")),
-            MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
-        },
-    )
-    if key_added in sdata.images:
-        del sdata.images[key_added]
-    sdata.images[key_added] = element
-    written = [f"images['{key_added}']"]
-    _materialise(sdata, key_added, persist=dense)
-
+    # models that tile (PixNet) take a batch size and skip tiles off tissue; the others predict as they do
+    options = inspect.signature(model.predict_image).parameters
+    tiling = {"batch_size": batch_size} if "batch_size" in options else {}
+    if mask is not None and "tissue_mask" in options:
+        tiling["tissue_mask"] = (mask[0], mask[1] * scale.microns_per_pixel / he_mpp)
+    dense_map = model.predict_image(he.data, he_mpp, device=device, **tiling)[gene_idx]
+    channels = [model.genes[i] for i in gene_idx]
+    transformations = {
+        PIXEL_CS: Scale([map_scale, map_scale], axes=("y", "x")),
+        MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
+    }
     card = _card_summary(model)
+    if _streams(sdata):
+        y_edges, x_edges = (np.concatenate([[0], np.cumsum(c)]) for c in dense_map.chunks[1:])
+        blocks_on = np.ones((len(y_edges) - 1, len(x_edges) - 1), dtype=bool)
+        if mask is not None:
+            # as wide as the widest margin a model keeps around the tissue (PixNet: one tile halo)
+            margin = math.ceil(MAX_HALO_PX * model.microns_per_pixel / map_um)
+            blocks_on = regions_on_tissue(*mask, y_edges, x_edges, scale=map_scale, margin=margin)
+        fingerprint = {
+            "model": card,
+            "init_params": model.init_params,
+            "weights": _weights_digest(model),
+            "genes": channels,
+            "dtype": dtype,
+            "shape": dense_map.shape,
+            "chunks": [c[0] for c in dense_map.chunks[1:]],
+            "image": [he.shape, he_mpp],
+            "blocks_on": hashlib.sha256(np.packbits(blocks_on).tobytes()).hexdigest(),
+        }
+        stats = stream_map(sdata, key_added, dense_map, channels=channels, transformations=transformations,
+                           blocks_on=blocks_on, dtype=dtype, fingerprint=fingerprint, overwrite=overwrite,
+                           attrs={"model": card})  # fmt: skip
+        logger.info(
+            f"Wrote '{key_added}' to '{sdata.path}': {stats.blocks_computed} blocks computed, {stats.blocks_resumed} "
+            f"resumed, {stats.blocks - stats.blocks_on_tissue} off tissue ({stats.seconds:.1f}s)."
+        )
+    else:
+        _keep_in_memory(sdata, key_added, dense_map.astype(dtype), channels, transformations, persist=dense)
+    written = [f"images['{key_added}']"]
+
     before = _element_names(sdata)
-    tables = [(f"{key_added}_spots", {"shapes_key": scale.shapes_key})]
-    if spot_um is not None:
-        tables.append((None, {"spot_um": spot_um, "shape": shape}))
+    tables = []
+    if scale.shapes_key in sdata.shapes:
+        tables.append((f"{key_added}_spots", {"shapes_key": scale.shapes_key}))
+    agg_mask = False if tissue_mask is False else (tissue_mask if tissue_mask is not None else mask[0])
+    tables += [(None, {"spot_um": um, "shape": shape, "tissue_mask": agg_mask}) for um in spot_ums]
     if shapes_key is not None:
         tables.append((f"{key_added}_{shapes_key}", {"shapes_key": shapes_key}))
     for key, kwargs in tables:
         aggregate(sdata, key_added, key_added=key, overwrite=overwrite, **kwargs)
-    _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
+    if scale.shapes_key in sdata.shapes:
+        _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
     new = sorted(_element_names(sdata) - before)
     for name in new:
         if name in sdata.tables:
             sdata.tables[name].uns[ATTRS_KEY]["model"] = card
-            _predict_at_centres(sdata.tables[name], model, he.data, scale.microns_per_pixel, device, gene_idx)
+            _predict_at_centres(sdata.tables[name], model, he_full.data, scale.microns_per_pixel, device, gene_idx)
     written += [f"{'tables' if n in sdata.tables else 'shapes'}['{n}']" for n in new]
     if not dense:
         del sdata.images[key_added]
@@ -142,6 +195,45 @@ def predict(
                 sdata.delete_element_from_disk(name)
             sdata.write_element(name)
     log_added("sdata", written, start)
+
+
+def _level_for(element, microns_per_pixel: float, target: float):
+    """The level of a (multiscale) H&E closest to ``target`` µm/px (see :func:`histo2st.io._wsi.closest_level`)."""
+    from ..io._wsi import closest_level
+
+    if not hasattr(element, "children"):
+        return element, microns_per_pixel
+    levels = [element[f"scale{k}"].ds["image"] for k in range(len(element.children))]
+    mpps = [microns_per_pixel * levels[0].shape[2] / level.shape[2] for level in levels]
+    k = closest_level(mpps, target)
+    return levels[k], mpps[k]
+
+
+def _mask(he_element, he_shape, tissue_mask) -> tuple[np.ndarray, float] | None:
+    """``(mask, full-resolution H&E pixels per mask pixel)`` or ``None`` to predict everywhere."""
+    from ._tissue import tissue_mask as find_tissue
+
+    if tissue_mask is False:
+        return None
+    if tissue_mask is None:
+        return find_tissue(he_element)
+    mask = np.asarray(tissue_mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"`tissue_mask` must be a 2-D bool array over the H&E, got shape {mask.shape}.")
+    return mask, he_shape[1] / mask.shape[0]
+
+
+def _streams(sdata) -> bool:
+    """Whether the map can be streamed into the sample's store (a local zarr directory)."""
+    return sdata.is_backed() and sdata.path is not None and Path(sdata.path).is_dir()
+
+
+def _weights_digest(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _predict_at_centres(table, model, he, microns_per_pixel: float, device, gene_idx: list[int]) -> None:
@@ -165,21 +257,20 @@ def _check_free(sdata, key: str, overwrite: bool) -> None:
         )
 
 
-def _materialise(sdata, key: str, *, persist: bool) -> None:
-    """Compute the dense map once: into the zarr store of a backed sample, or in memory when small enough."""
-    import spatialdata as sd
+def _keep_in_memory(sdata, key: str, dense_map, channels, transformations, *, persist: bool) -> None:
+    """Add the map to a sample that is not zarr-backed: computed once when small enough, else lazy."""
+    from spatialdata.models import Image2DModel
 
-    element = sdata.images[key]
-    if sdata.is_backed():
-        if key in _on_disk(sdata):
-            sdata.delete_element_from_disk(key)
-        sdata.write_element(key)
-        sdata.images[key] = sd.read_zarr(sdata.path, selection=("images",)).images[key]
-        return
+    element = Image2DModel.parse(dense_map.rechunk((CHANNEL_CHUNK, *dense_map.chunks[1:])), dims=("c", "y", "x"),
+                                 c_coords=channels, transformations=transformations)  # fmt: skip
+    if key in sdata.images:
+        del sdata.images[key]
     nbytes = int(np.prod(element.shape)) * element.dtype.itemsize
     if nbytes <= PERSIST_BYTES:
         sdata.images[key] = element.persist()
-    elif persist:
+        return
+    sdata.images[key] = element
+    if persist:
         logger.warning(
             f"The dense map ({nbytes / 2**30:.1f} GB) is too large to keep in memory and the sample is not backed by a "
             "zarr store, so it stays lazy and is recomputed when read. Write the sample first (`sdata.write(path)`) "
