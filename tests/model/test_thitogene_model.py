@@ -103,3 +103,23 @@ def test_patch_geometry():
         THItoGene(genes, microns_per_pixel=2.0, patch_um=50, **NET)
     with pytest.raises(RuntimeError, match="untrained"):
         paper.predict_points(np.zeros((3, 10, 10), dtype=np.uint8), 0.69, np.zeros((1, 2)))
+
+
+def test_tables_without_the_dense_map_match_and_skip_it(fitted, monkeypatch):
+    sdata, model = fitted
+    st.tl.predict(sdata, model, spot_um=100, key_added="withmap")
+
+    def no_map(*args, **kwargs):
+        raise AssertionError("dense=False must not build THItoGene's dense map")
+
+    monkeypatch.setattr(model, "predict_image", no_map)
+    st.tl.predict(sdata, model, spot_um=100, dense=False, key_added="nomap")
+    assert "nomap" not in sdata.images
+    for table in ("spots", "square_100um"):
+        np.testing.assert_allclose(sdata.tables[f"nomap_{table}"].X, sdata.tables[f"withmap_{table}"].X, atol=1e-5)
+    model.init_params["max_direct_spots"] = 5
+    try:
+        with pytest.raises(ValueError, match="dense=True"):
+            st.tl.predict(sdata, model, dense=False, key_added="toomany")
+    finally:
+        model.init_params["max_direct_spots"] = 100_000

@@ -69,3 +69,23 @@ def test_predict_into_backed_store_streams_the_map(fitted, tmp_path):
     back = sd.read_zarr(path)
     assert "p2" in back.images
     np.testing.assert_allclose(back.tables["p2_spots"].X, copy.tables["p2_spots"].X, rtol=1e-6)
+
+
+def test_overwrite_replaces_every_table_in_the_store(fitted, tmp_path):
+    import spatialdata as sd
+
+    _, model = fitted
+    copy = st.datasets.synthetic_tissue(size_um=600, microns_per_pixel=2.0, n_genes=6, seed=2)
+    copy.write(tmp_path / "o.zarr")
+    st.tl.predict(copy, model, key_added="o")
+    st.tl.predict(copy, model, genes=model.genes[:1], key_added="o", overwrite=True)
+    back = sd.read_zarr(tmp_path / "o.zarr")
+    assert list(back.tables["o_spots"].var_names) == model.genes[:1]
+    assert (
+        list(
+            back.images["o"]["scale0"].ds["image"].coords["c"].values
+            if hasattr(back.images["o"], "children")
+            else back.images["o"].coords["c"].values
+        )
+        == model.genes[:1]
+    )

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
@@ -111,6 +112,10 @@ def predict(
     gene_idx = model.check_genes(model.genes if genes is None else list(genes))
     spot_ums = [] if spot_um is None else list(np.atleast_1d(spot_um).astype(float))
     _check_free(sdata, key_added, overwrite)
+    # replaced elements are dropped from memory first, so every element this call writes counts as new below
+    # (their copies on disk are replaced one by one as the new ones are written)
+    for name in _taken(sdata, key_added):
+        del sdata[name]
     he_element = sdata.images[scale.image_key]
     he_full = he_element["scale0"].ds["image"] if hasattr(he_element, "children") else he_element
     he, he_mpp = _level_for(he_element, scale.microns_per_pixel, model.microns_per_pixel)
@@ -129,14 +134,21 @@ def predict(
     tiling = {"batch_size": batch_size} if "batch_size" in options else {}
     if mask is not None and "tissue_mask" in options:
         tiling["tissue_mask"] = (mask[0], mask[1] * scale.microns_per_pixel / he_mpp)
-    dense_map = model.predict_image(he.data, he_mpp, device=device, **tiling)[gene_idx]
+    # a model that predicts at points (THItoGene) fills its tables from a patch at each centre: with dense=False its
+    # map only gives the tables their rows, so a lazy placeholder of the right shape replaces the costly dense map
+    placeholder = not dense and getattr(model, "predict_points", None) is not None
+    if placeholder:
+        height, width = (math.ceil(n * he_mpp / map_um) for n in he.shape[1:])
+        dense_map = da.zeros((len(gene_idx), height, width), dtype=np.float32, chunks=(CHANNEL_CHUNK, 2048, 2048))
+    else:
+        dense_map = model.predict_image(he.data, he_mpp, device=device, **tiling)[gene_idx]
     channels = [model.genes[i] for i in gene_idx]
     transformations = {
         PIXEL_CS: Scale([map_scale, map_scale], axes=("y", "x")),
         MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
     }
     card = _card_summary(model)
-    if _streams(sdata):
+    if _streams(sdata) and not placeholder:
         y_edges, x_edges = (np.concatenate([[0], np.cumsum(c)]) for c in dense_map.chunks[1:])
         blocks_on = np.ones((len(y_edges) - 1, len(x_edges) - 1), dtype=bool)
         if mask is not None:
@@ -181,7 +193,14 @@ def predict(
     for name in new:
         if name in sdata.tables:
             sdata.tables[name].uns[ATTRS_KEY]["model"] = card
-            _predict_at_centres(sdata.tables[name], model, he_full.data, scale.microns_per_pixel, device, gene_idx)
+            direct = _predict_at_centres(sdata.tables[name], model, he_full.data, scale.microns_per_pixel, device,
+                                         gene_idx)  # fmt: skip
+            if placeholder and not direct:
+                raise ValueError(
+                    f"Table '{name}' has too many spots to predict each from its own patch (the model's "
+                    "`max_direct_spots`), and with `dense=False` there is no dense map to aggregate instead; pass "
+                    "`dense=True`, or raise `max_direct_spots` (one patch per spot)."
+                )
     written += [f"{'tables' if n in sdata.tables else 'shapes'}['{n}']" for n in new]
     if not dense:
         del sdata.images[key_added]
@@ -236,10 +255,11 @@ def _weights_digest(model) -> str:
     return digest.hexdigest()
 
 
-def _predict_at_centres(table, model, he, microns_per_pixel: float, device, gene_idx: list[int]) -> None:
+def _predict_at_centres(table, model, he, microns_per_pixel: float, device, gene_idx: list[int]) -> bool:
     """Replace a table's map aggregates by the model's predictions at its centres, for models that predict at points.
 
-    ``model.predict_points`` returns ``None`` when there are too many points; the aggregates then stay.
+    ``model.predict_points`` returns ``None`` when there are too many points; the aggregates then stay. Returns whether
+    the values were replaced.
     """
     predict_points = getattr(model, "predict_points", None)
     xy = table.obsm[SPATIAL_KEY]
@@ -247,10 +267,15 @@ def _predict_at_centres(table, model, he, microns_per_pixel: float, device, gene
     table.uns[ATTRS_KEY]["values"] = "map aggregate" if values is None else "prediction at the centres"
     if values is not None:
         table.X = np.asarray(values, dtype=np.float32)[:, gene_idx]
+    return values is not None
+
+
+def _taken(sdata, key: str) -> list[str]:
+    return sorted(name for name in _element_names(sdata) if name == key or name.startswith(f"{key}_"))
 
 
 def _check_free(sdata, key: str, overwrite: bool) -> None:
-    taken = sorted(name for name in _element_names(sdata) if name == key or name.startswith(f"{key}_"))
+    taken = _taken(sdata, key)
     if taken and not overwrite:
         raise ValueError(
             f"Elements {taken} already exist; pass `overwrite=True` to replace them or choose another `key_added`."
