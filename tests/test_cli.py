@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -155,3 +156,16 @@ def test_fit_predict_info_end_to_end(store, tmp_path, tiny_pixnet, capsys):
     assert list(summary.index) == ["synthetic", "pooled"]
     assert summary.loc["pooled", "n_genes"] == 4
     assert -1 <= summary.loc["pooled", "PCC@M"] <= 1
+
+
+def test_info_on_a_slide_without_spots(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "slide.png")
+    slide = st.io.read_wsi(tmp_path / "slide.png", microns_per_pixel=0.5)
+    slide.write(tmp_path / "slide.zarr")
+    assert main(["info", str(tmp_path / "slide.zarr")]) == 0
+    out = capsys.readouterr().out
+    assert "scale: 0.5 µm per pixel" in out
+    assert "no spots" in out

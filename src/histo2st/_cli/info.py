@@ -123,10 +123,11 @@ def _store_text(info: dict) -> str:
         lines.append("scale: unknown (no histo2st metadata; see `st.io.set_scale`)")
     else:
         pitch = f", pitch {scale['spot_pitch_um']:g} µm" if scale.get("spot_pitch_um") else ""
+        # a whole-slide image read without spots (st.io.read_wsi) has no spot diameter
+        spots = f"spots {scale['spot_diameter_um']:g} µm{pitch}" if scale.get("spot_diameter_um") else "no spots"
         lines += [
             f"sample: {scale['sample']}",
-            f"scale: {scale['microns_per_pixel']:g} µm per pixel ({scale['mpp_source']}); "
-            f"spots {scale['spot_diameter_um']:g} µm{pitch}",
+            f"scale: {scale['microns_per_pixel']:g} µm per pixel ({scale['mpp_source']}); {spots}",
         ]
     lines.append(f"coordinate systems: {', '.join(info['coordinate_systems'])}")
     for kind in ("images", "labels"):
