@@ -25,7 +25,9 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]
 
-# notebooks are rendered with their stored outputs; the docs build never runs them
+# Notebooks are rendered with their stored outputs; the build never runs them. The tutorials (tutorials/*.md) train
+# models for minutes and need real data, so docs/execute_tutorials.py runs them into docs/tutorials/*.ipynb, and
+# tests/tutorials checks that those match the tutorials.
 nb_execution_mode = "off"
 myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]
 myst_heading_anchors = 3
