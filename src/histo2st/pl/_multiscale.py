@@ -122,7 +122,10 @@ def multiscale(
                 counts = aggregate_array(element.data, origins=local, size=size / um_per_px, agg="sum").values
                 column = normalize_counts(counts.T, gene_index, truth_params(measured))
             else:
-                column = _finite_mean(element.data[gene_index : gene_index + 1], local, size / um_per_px)
+                # the kernels leave NaN pixels (off tissue) out of a bin's mean
+                column = aggregate_array(
+                    element.data[gene_index : gene_index + 1], origins=local, size=size / um_per_px
+                ).values[:, 0]
             row.append((f"{gene}: {label}, {size:g} µm bins", column.reshape(shape).astype(np.float32), extent))
         panels.append(row)
 
@@ -138,21 +141,6 @@ def multiscale(
             a.set_ylabel("y (µm)" if c == 0 else "")
     fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8, label=units)
     return finish(fig, axes, show=show, save=save, return_fig=return_fig)
-
-
-def _finite_mean(data, origins: np.ndarray, size: float) -> np.ndarray:
-    """Mean of a one-channel map over each square of its finite pixels: NaN (off tissue) is left out, not spread.
-
-    A bin that covers only NaN is NaN. Summing the values with NaN set to 0 and the count of finite pixels, then
-    dividing, gives a bin at the tissue edge the mean of its tissue part.
-    """
-    import dask.array as da
-
-    x = da.asarray(data).astype(np.float32)
-    stacked = da.concatenate([da.where(da.isnan(x), 0, x), da.isfinite(x).astype(np.float32)], axis=0)
-    sums = aggregate_array(stacked, origins=origins, size=size, agg="sum").values
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1], np.nan)
 
 
 def _bin_grid(x0: float, y0: float, x1: float, y1: float, size: float, max_px: int):

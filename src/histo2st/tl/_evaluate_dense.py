@@ -221,14 +221,13 @@ def _binned(data, channels, map_um, origins: np.ndarray, bin_um: float) -> np.nd
         data = data[np.asarray(channels)]
     local = (origins - [x0, y0]) / mpp
     size = bin_um / mpp
+    values = aggregate_array(data, origins=local, size=size, agg="mean").values
     if not np.issubdtype(data.dtype, np.floating):
-        return aggregate_array(data, origins=local, size=size, agg="mean").values
-    # the kernels sum rows by prefix sums, where one NaN pixel would spoil every bin after it on its row: aggregate
-    # the map with NaN as 0, and mark the bins that cover a NaN pixel from a separate NaN mask
-    missing = np.isnan(data)
-    values = aggregate_array(np.where(missing, 0, data), origins=local, size=size, agg="mean").values
-    covered = aggregate_array(missing.any(axis=0, keepdims=True).astype(np.float32), origins=local, size=size).values
-    values[covered[:, 0] > 0] = np.nan
+        return values
+    # the kernels average a bin over its valued pixels; here a bin that touches a NaN pixel in any channel is dropped
+    # instead, so both maps are compared on whole bins only
+    missing = np.isnan(data).any(axis=0, keepdims=True).astype(np.float32)
+    values[aggregate_array(missing, origins=local, size=size).values[:, 0] > 0] = np.nan
     return values
 
 
