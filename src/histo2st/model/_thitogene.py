@@ -47,8 +47,8 @@ class THItoGene(BaseModel):
         Weight of the PCC term of the ``"pixnet"`` loss.
     lr, weight_decay
         Adam settings. The paper uses 1e-5 (and no weight decay) for hundreds of epochs on a GPU. On a CPU budget of
-        15 minutes (her2st, 3 training sections) ``lr=3e-4, loss="pixnet", window_spots=256`` reached test PCC@M
-        0.18 where the paper's settings stay near the per-gene mean (``docs/models.md``).
+        15 minutes (her2st, 3 training sections) ``lr=3e-4, loss="pixnet"`` reached test PCC@M
+        0.18, where 1e-5 and 1e-4 with the MSE stayed near the per-gene mean (``docs/models.md``).
     window_spots
         Most spots the network sees at once, in training and prediction (attention and the graph are quadratic in
         it). Sections with more spots are trained on windows of nearby spots and predicted window by window.
