@@ -158,6 +158,33 @@ def test_fit_predict_info_end_to_end(store, tmp_path, tiny_pixnet, capsys):
     assert -1 <= summary.loc["pooled", "PCC@M"] <= 1
 
 
+def test_fit_an_ensemble_and_predict_its_spread(tmp_path, tiny_pixnet, capsys):
+    sdata = st.datasets.synthetic_tissue(size_um=400, microns_per_pixel=2.0, n_genes=5)
+    store = st.io.write_zarr(sdata, tmp_path / "sample.zarr")
+    config = tmp_path / "fit.toml"
+    config.write_text("[model]\n" + "\n".join(f"{key} = {value}" for key, value in tiny_pixnet.items()) + "\n")
+    model_dir = tmp_path / "ensemble"
+    flags = ["--epochs", "1", "--n-top", "0", "--validation", "none", "--microns-per-pixel", "4", "-q"]
+    assert main(["fit", str(store), "--config", str(config), "--out", str(model_dir), "--n-seeds", "2", *flags]) == 0
+    card = json.loads((model_dir / "card.json").read_text())
+    assert (card["model"], card["ensemble"]["seeds"]) == ("ensemble", [0, 1])
+
+    assert main(["info", str(model_dir)]) == 0
+    assert "model: ensemble" in capsys.readouterr().out
+    assert main(["predict", str(store), "--model", str(model_dir), "-q"]) == 0
+    import spatialdata as sd
+
+    back = sd.read_zarr(store)
+    mean, spread = (_finest(back.images[key]) for key in ("pred", "pred_std"))
+    assert spread.shape == mean.shape
+    assert np.nanmax(spread) > 0  # two seeds never agree everywhere
+    assert back.tables["pred_spots"].var["std"].notna().all()
+
+
+def _finest(element) -> np.ndarray:
+    return (element["scale0"].ds["image"] if hasattr(element, "children") else element).values
+
+
 def test_info_on_a_slide_without_spots(tmp_path, capsys):
     from PIL import Image
 

@@ -98,3 +98,26 @@ def test_clear_errors():
         MacenkoNormalizer().fit(np.full((3, 8, 8), 255, np.uint8))
     with pytest.raises(ValueError, match=r"\(3, h, w\) uint8"):
         MacenkoNormalizer().fit(np.zeros((8, 8, 3), np.float32))
+
+
+def test_blockwise_transform_of_a_slide_equals_the_whole_transform(amounts):
+    import dask.array as da
+
+    from histo2st.pp._stain import transform_blocks
+
+    slide = _stained(LAB_B, amounts)
+    norm = MacenkoNormalizer().fit(_stained(CANONICAL_HE, amounts))
+    source = norm.stains(slide)
+    blocks = transform_blocks(da.from_array(slide, chunks=(1, 16, 24)), norm, source)
+    assert blocks.numblocks == (1, 4, 3)  # every block holds all three channels
+    np.testing.assert_array_equal(blocks.compute(), norm.transform(slide, source=source))
+
+
+def test_slide_stains_need_enough_stained_tissue(amounts):
+    from histo2st.pp._stain import MIN_STAINED_PIXELS
+
+    norm = MacenkoNormalizer()
+    pixels = _stained(CANONICAL_HE, amounts).reshape(3, -1)
+    np.testing.assert_array_equal(norm.slide_stains(pixels)[0], norm.stains(pixels[:, None])[0])
+    with pytest.raises(ValueError, match=f"Section 'S1': too little tissue.*the {MIN_STAINED_PIXELS} needed"):
+        norm.slide_stains(pixels[:, : MIN_STAINED_PIXELS // 2], name="Section 'S1'")

@@ -8,6 +8,7 @@ import pytest
 import spatialdata as sd
 import tifffile
 import torch
+from forward_counter import count_forwards
 
 import histo2st as st
 from histo2st.model import PixNet
@@ -44,20 +45,6 @@ def _backed(slide_path, store):
     return sdata
 
 
-def _count_forwards(model, fail_after=None):
-    calls = []
-    forward = model.module.forward
-
-    def counted(x):
-        if fail_after is not None and len(calls) == fail_after:
-            raise RuntimeError("interrupted")
-        calls.append(len(x))
-        return forward(x)
-
-    model.module.forward = counted
-    return calls
-
-
 def _chunk_files(store: Path, key: str, level: str = "s0") -> set[tuple[int, ...]]:
     root = store / "images" / key / level / "c"
     return {tuple(int(p) for p in f.relative_to(root).parts) for f in root.rglob("*") if f.is_file()}
@@ -77,7 +64,7 @@ def test_streams_blocks_and_writes_nothing_for_background(slide_path, tmp_path):
     store = tmp_path / "s.zarr"
     sdata = _backed(slide_path, store)
     model = _model()
-    calls = _count_forwards(model)
+    calls = count_forwards(model)
     with dask.config.set(scheduler="threads"):
         st.tl.predict(sdata, model, spot_um=(8, 16), batch_size=4)
     pred = sdata.images["pred"]
@@ -136,13 +123,13 @@ def test_pyramid_levels_are_nan_aware_means(slide_path, tmp_path, monkeypatch):
 
 def test_interrupted_prediction_resumes_without_recomputing(slide_path, tmp_path):
     reference = _backed(slide_path, tmp_path / "ref.zarr")
-    full_calls = _count_forwards(model := _model())
+    full_calls = count_forwards(model := _model())
     st.tl.predict(reference, model, batch_size=4)
 
     store = tmp_path / "r.zarr"
     sdata = _backed(slide_path, store)
     model = _model()
-    first = _count_forwards(model, fail_after=len(full_calls) // 2)
+    first = count_forwards(model, fail_after=len(full_calls) // 2)
     with dask.config.set(scheduler="synchronous"), pytest.raises(RuntimeError, match="interrupted"):
         st.tl.predict(sdata, model, batch_size=4)
     assert "pred" not in sd.read_zarr(store).images  # a half-written map never looks like a result
@@ -151,7 +138,7 @@ def test_interrupted_prediction_resumes_without_recomputing(slide_path, tmp_path
         st.tl.predict(sdata, _model(seed=1), batch_size=4)  # other weights cannot resume this write
 
     model = _model()
-    second = _count_forwards(model)
+    second = count_forwards(model)
     with dask.config.set(scheduler="synchronous"):
         st.tl.predict(sdata, model, batch_size=4)
     # the blocks finished before the failure are not run again; only the interrupted block is run twice

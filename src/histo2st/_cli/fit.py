@@ -30,6 +30,8 @@ DEFAULTS = {
     "checkpoint_dir": None,
     "seed": None,
     "device": None,
+    "n_seeds": 1,
+    "ema_decay": None,
 }
 POSITIONAL = "stores"
 #: Config table whose keys are passed to the model class as hyperparameters.
@@ -70,6 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, metavar="N", help="random seed (default: st.settings.seed)")
     parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, mps (default: st.settings.device)")
+    parser.add_argument(
+        "--n-seeds",
+        type=int,
+        metavar="N",
+        help="train N models with seeds seed, seed+1, ... and save them as an ensemble, whose predictions carry a "
+        f"per-pixel and per-gene standard deviation (default: {d['n_seeds']})",
+    )
+    parser.add_argument(
+        "--ema-decay", type=float, metavar="D", help="keep a moving average of the weights, e.g. 0.999 (default: off)"
+    )
 
 
 def run(opts: argparse.Namespace) -> None:
@@ -114,6 +126,8 @@ def run(opts: argparse.Namespace) -> None:
             seed=opts.seed,
             device=opts.device,
             progress=not opts.quiet,
+            n_seeds=opts.n_seeds,
+            ema_decay=opts.ema_decay,
             **opts.hyperparameters,
         )
     except TypeError as err:

@@ -8,11 +8,16 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._logging import logger
 from .._settings import settings
+from ..pp._stain import STAIN_METHODS
+
+if TYPE_CHECKING:
+    from ._ensemble import Ensemble
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
@@ -40,9 +45,15 @@ class BaseModel:
             raise ValueError("Gene names must be unique.")
         if microns_per_pixel <= 0:
             raise ValueError(f"`microns_per_pixel` must be positive, got {microns_per_pixel}.")
+        stain = init_params.get("stain_normalization")
+        if stain is not None and stain not in STAIN_METHODS:
+            raise ValueError(f"Unknown `stain_normalization={stain!r}`; use None or one of {list(STAIN_METHODS)}.")
         self.genes = genes
         self.microns_per_pixel = float(microns_per_pixel)
         self.init_params = dict(init_params)
+        #: ``(dask name of an input image, its estimated stains)``: a slide predicted in several calls (THItoGene's
+        #: map, then a patch per spot) is estimated once.
+        self._stain_cache: tuple[str, tuple] | None = None
         self.history: list[dict] = []
         self.card: dict = {
             "model": self.model_name,
@@ -125,6 +136,7 @@ class BaseModel:
         start = time.perf_counter()
         sections, norm = prepare_sections(data, self.genes, self.microns_per_pixel)
         train, val, val_desc = split_validation(sections, validation, seed=seed)
+        sections, train, val = self._normalize_training_stains(sections, train, val)
         plan = self._make_plan(train, val)
         config = TrainerConfig(
             epochs=epochs,
@@ -158,6 +170,52 @@ class BaseModel:
             validation_metrics=_best_record(self.history),
         )
         return self.history
+
+    def _normalize_training_stains(self, sections: list, train: list, val: list) -> tuple[list, list, list]:
+        """Stain-normalise the training images as set by ``stain_normalization`` and record it in the card.
+
+        The reference is fitted on the training sections (held-out validation sections are treated like new slides)
+        unless the model already has one (trained before, or loaded): continued training keeps the colours the network
+        learnt. Returns ``sections``, ``train`` and ``val`` with their images replaced.
+        """
+        from dataclasses import replace
+
+        from ..train._sections import normalize_stains
+
+        if self.init_params.get("stain_normalization") is None:
+            return sections, train, val
+        images, self.card["stain_normalization"] = normalize_stains(
+            sections,
+            reference_sections=[s.name for s in sections if s.name in {t.name for t in train}],
+            fitted=self.card.get("stain_normalization"),
+        )
+        return tuple([replace(s, image=images[s.name]) for s in group] for group in (sections, train, val))
+
+    def _stain_normalized(self, image):
+        """Dask ``image`` ``(3, y, x)`` at the model's resolution, lazily stain-normalised like the training images.
+
+        The slide's own stains are estimated once on its tissue pixels (:func:`histo2st.pp._stain.tissue_pixels`)
+        and every block is normalised with them; without ``stain_normalization`` the image is returned as it is.
+        """
+        from ..pp._stain import MacenkoNormalizer, describe_stains, tissue_pixels, transform_blocks
+
+        if self.init_params.get("stain_normalization") is None:
+            return image
+        fitted = self.card.get("stain_normalization")
+        if fitted is None:
+            raise RuntimeError(
+                "This model normalises stains but has no stain reference yet; train it first with `model.train`."
+            )
+        reference = MacenkoNormalizer.from_dict(fitted["reference"])
+        if self._stain_cache is None or self._stain_cache[0] != image.name:
+            pixels, spacing = tissue_pixels(image, self.microns_per_pixel)
+            source = reference.slide_stains(pixels, name="The slide to predict")
+            logger.info(
+                f"Stain normalisation: the slide's stains, from {pixels.shape[1]} tissue pixels every "
+                f"{spacing:.3g} µm: {describe_stains(source)}."
+            )
+            self._stain_cache = (image.name, source)
+        return transform_blocks(image, reference, self._stain_cache[1])
 
     def _start_at_the_mean(self, sections) -> None:
         """Set the output bias to the training targets' per-gene mean, so the first steps learn variation.
@@ -193,31 +251,19 @@ class BaseModel:
         """Save weights and the model card to the directory ``path`` (atomically; ``overwrite`` to replace)."""
         import torch
 
-        from .. import __version__
+        card = {**self.card, "init_params": self.init_params, "history": self.history}
 
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"'{path}' exists. Pass `overwrite=True` to replace it.")
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
-        card = {
-            **self.card,
-            "init_params": self.init_params,
-            "history": self.history,
-            "histo2st_version": __version__,
-            "saved": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
-        torch.save(self.module.state_dict(), tmp / WEIGHTS_FILE)
-        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=_jsonable))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
+        def write(tmp: Path) -> None:
+            torch.save(self.module.state_dict(), tmp / WEIGHTS_FILE)
+            write_card(tmp, card)
+
+        write_dir_atomic(path, write, overwrite=overwrite)
         logger.info(f"Saved {self.model_name} model to '{path}'.")
-        return path
+        return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "cpu") -> BaseModel:
-        """Load a model saved with :meth:`save`."""
+    def load(cls, path: str | Path, *, device: str = "cpu") -> BaseModel | Ensemble:
+        """Load a model saved with :meth:`save` (through ``BaseModel`` also an :class:`Ensemble`)."""
         import torch
 
         path = Path(path)
@@ -225,6 +271,12 @@ class BaseModel:
         if not card_path.is_file():
             raise FileNotFoundError(f"No model card at '{card_path}': is '{path}' a directory written by `model.save`?")
         card = json.loads(card_path.read_text())
+        if card.get("model") == "ensemble":
+            from ._ensemble import Ensemble
+
+            if cls is not BaseModel:
+                raise TypeError(f"'{path}' holds an ensemble of models, not a {cls.__name__}.")
+            return Ensemble.load(path, device=device)
         klass = MODELS.get(card.get("model"))
         if klass is None:
             raise ValueError(f"Unknown model type {card.get('model')!r} in '{card_path}'; known: {sorted(MODELS)}.")
@@ -245,21 +297,50 @@ class BaseModel:
         return f"{type(self).__name__}({self.n_genes} genes, {self.microns_per_pixel} µm/px, {trained})"
 
 
-def load_model(path: str | Path, *, device: str = "cpu") -> BaseModel:
-    """Load any histo2st model saved with ``model.save(path)``.
+def load_model(path: str | Path, *, device: str = "cpu") -> BaseModel | Ensemble:
+    """Load any histo2st model saved with ``model.save(path)``, a seed ensemble included.
 
     Parameters
     ----------
     path
-        Directory written by :meth:`BaseModel.save`.
+        Directory written by :meth:`BaseModel.save` or :meth:`histo2st.model.Ensemble.save`.
     device
         Where to map the weights.
 
     Returns
     -------
-    The model, of the class recorded in its card.
+    The model, of the class recorded in its card; a :class:`histo2st.model.Ensemble` for a saved ensemble.
     """
     return BaseModel.load(path, device=device)
+
+
+def write_dir_atomic(path: str | Path, write, *, overwrite: bool) -> None:
+    """Make the directory ``path``: ``write(tmp)`` fills a hidden sibling, renamed into place (complete or absent)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"'{path}' exists. Pass `overwrite=True` to replace it.")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+
+
+def write_card(directory: Path, card: dict) -> None:
+    """``card.json`` in ``directory``, stamped with the histo2st version and the time."""
+    from .. import __version__
+
+    stamped = {
+        **card,
+        "histo2st_version": __version__,
+        "saved": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    (directory / CARD_FILE).write_text(json.dumps(stamped, indent=2, default=_jsonable))
 
 
 def _best_record(history: list[dict]) -> dict:

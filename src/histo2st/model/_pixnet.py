@@ -57,6 +57,10 @@ class PixNet(BaseModel):
         Flips, 90° rotations and colour jitter during training.
     stain_augment
         H&E re-staining, blur and 0.9-1.1x scale changes during training (see :class:`~histo2st.train.PixNetPlan`).
+    stain_normalization
+        ``"macenko"`` normalises every slide's stains to a reference fitted on the training sections, in training
+        and prediction (each slide's own stains are estimated on its tissue); ``None`` uses the H&E as it is. See the
+        docs page "Encoder pretraining, stain robustness and weight averaging".
     **module_kwargs
         Passed to :class:`~histo2st.module.PixNetModule`.
     """
@@ -79,6 +83,7 @@ class PixNet(BaseModel):
         tile_px: int = 512,
         augment: bool = True,
         stain_augment: bool = False,
+        stain_normalization: str | None = None,
         **module_kwargs,
     ) -> None:
         params = {
@@ -92,6 +97,7 @@ class PixNet(BaseModel):
             "tile_px": tile_px,
             "augment": augment,
             "stain_augment": stain_augment,
+            "stain_normalization": stain_normalization,
             **module_kwargs,
         }
         super().__init__(genes, microns_per_pixel=microns_per_pixel, init_params=params)
@@ -101,7 +107,7 @@ class PixNet(BaseModel):
         from ..module import PixNetModule
 
         p = self.init_params
-        not_module = {*self._plan_args, "tile_px", "hidden_dim", "encoder_weights"}
+        not_module = {*self._plan_args, "tile_px", "hidden_dim", "encoder_weights", "stain_normalization"}
         extra = {k: v for k, v in p.items() if k not in not_module}
         return PixNetModule(self.n_genes, hidden_dim=p["hidden_dim"], encoder_weights=p["encoder_weights"], **extra)
 
@@ -124,7 +130,8 @@ class PixNet(BaseModel):
     ) -> da.Array:
         """Lazy dense prediction ``(genes, y, x)`` float32 at the model's resolution for an H&E ``(3, y, x)``.
 
-        The image is resampled to ``model.microns_per_pixel`` and cut into tiles of ``tile_px``: each predicts its
+        The image is resampled to ``model.microns_per_pixel`` (and, with ``stain_normalization``, normalised with
+        the slide's stains estimated once on its tissue) and cut into tiles of ``tile_px``: each predicts its
         core, the tile less a halo of context on each side (a quarter of the tile, at most
         :data:`~histo2st.model._tiling.MAX_HALO_PX`), so seams never sit at a tile edge. Each output chunk is a block of
         cores whose tiles run in batches of ``batch_size``; tiles that touch no tissue are not run and are NaN.
@@ -149,7 +156,7 @@ class PixNet(BaseModel):
         factor = image_mpp / self.microns_per_pixel
         if not math.isclose(factor, 1.0, rel_tol=0.05):
             logger.info(f"Resampling the H&E from {image_mpp:.3g} to {self.microns_per_pixel:.3g} µm/px.")
-        image = resample_image(image, factor)
+        image = self._stain_normalized(resample_image(image, factor))
         tile_px = self.init_params["tile_px"]
         grid = make_grid(tile_px, halo=min(tile_px // 4, MAX_HALO_PX))
         self.module.to(device).eval()

@@ -56,6 +56,9 @@ class THItoGene(BaseModel):
         Windows per training batch (the reference: one section).
     augment
         Random flips and 90° rotations of every patch and colour jitter during training.
+    stain_normalization
+        ``"macenko"`` normalises every slide's stains to a reference fitted on the training sections, in training
+        and prediction (each slide's own stains are estimated on its tissue); ``None`` uses the H&E as it is.
     dense_um
         Stride in µm of the dense predicted image (a patch prediction on a regular grid); default half a patch.
     max_direct_spots
@@ -95,6 +98,7 @@ class THItoGene(BaseModel):
         dense_um: float | None = None,
         max_direct_spots: int = 100_000,
         grid_pitch_um: float | None = None,
+        stain_normalization: str | None = None,
         **module_kwargs,
     ) -> None:
         mpp, patch_um, patch_px = _patch_geometry(microns_per_pixel, patch_um, patch_px)
@@ -111,6 +115,7 @@ class THItoGene(BaseModel):
             "dense_um": patch_um / 2 if dense_um is None else float(dense_um),
             "max_direct_spots": max_direct_spots,
             "grid_pitch_um": grid_pitch_um,
+            "stain_normalization": stain_normalization,
             **module_kwargs,
         }
         super().__init__(genes, microns_per_pixel=mpp, init_params=params)
@@ -197,11 +202,11 @@ class THItoGene(BaseModel):
         return da.from_array(dense.reshape(self.n_genes, height, width), chunks=(self.n_genes, 1024, 1024))
 
     def _model_image(self, image, image_mpp: float):
-        """The H&E at the model's resolution: in memory up to ``IMAGE_BYTES``, else lazy (read per window)."""
+        """The (stain-normalised) H&E at the model's resolution: in memory up to ``IMAGE_BYTES``, else lazy."""
         factor = image_mpp / self.microns_per_pixel
         if not math.isclose(factor, 1.0, rel_tol=0.05):
             logger.info(f"Resampling the H&E from {image_mpp:.3g} to {self.microns_per_pixel:.3g} µm/px.")
-        resampled = resample_image(image, factor)
+        resampled = self._stain_normalized(resample_image(image, factor))
         if resampled.nbytes <= IMAGE_BYTES:
             # windows read overlapping regions; a lazy JPEG-backed slide would be decoded again for each one
             return np.asarray(resampled)
@@ -216,7 +221,7 @@ class THItoGene(BaseModel):
 
 _MODEL_KEYS = (
     "patch_um", "patch_px", "loss", "lam", "lr", "weight_decay", "window_spots", "batch_size", "augment", "dense_um",
-    "max_direct_spots", "grid_pitch_um",
+    "max_direct_spots", "grid_pitch_um", "stain_normalization",
 )  # fmt: skip
 
 

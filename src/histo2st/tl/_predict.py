@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,9 +15,12 @@ import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
 from .._logging import log_added, logger
+from ..model._ensemble import Ensemble
 from ..model._tiling import MAX_HALO_PX
 from ._stream import CHANNEL_CHUNK, stream_map
 
+#: A slide coarser than the model's µm per pixel by more than this factor gets a warning (it is upsampled).
+UPSAMPLE_WARN = 1.25
 #: Dense maps up to this many bytes are kept in memory between aggregations of a sample that is not zarr-backed.
 PERSIST_BYTES = 2 * 2**30
 
@@ -49,10 +53,12 @@ def predict(
     ----------
     sdata
         A histo2st sample, with or without measured spots (e.g. from :func:`histo2st.io.read_wsi`). The pyramid level
-        of its H&E closest to the model's µm per pixel is read and resampled to it (a warning is logged when they
-        differ by more than 2x).
+        of its H&E closest to the model's µm per pixel is read and resampled to it (a warning is logged when the
+        slide is coarser than the model by more than 1.25x, and when none of the model's genes is in its table).
     model
-        A trained model (e.g. from :func:`histo2st.tl.fit` or :func:`histo2st.tl.load_model`).
+        A trained model (e.g. from :func:`histo2st.tl.fit` or :func:`histo2st.tl.load_model`), or a seed ensemble
+        (:class:`histo2st.model.Ensemble`, from ``st.tl.fit(..., n_seeds=5)``): its values are the members' mean, and
+        their standard deviation is written beside them (see Returns).
     spot_um
         Also aggregate the dense map over a grid of bins of this size in µm covering the tissue; several sizes (e.g.
         ``(2, 8, 16)``) give one table each.
@@ -63,7 +69,8 @@ def predict(
     genes
         Predict only these genes (default all the model's); a gene the model does not predict raises a ``KeyError``.
     dense
-        Keep the dense map as an image element. With ``False`` the map is only used to fill the tables.
+        Keep the dense map (and an ensemble's standard deviation map) as image elements. With ``False`` the maps are
+        only used to fill the tables.
     dtype
         Dtype of the stored dense map.
     tissue_mask
@@ -100,6 +107,21 @@ def predict(
     Each table has ``uns["histo2st"]["model"]`` with the model's card summary and ``uns["histo2st"]["values"]``:
     ``"map aggregate"`` (the dense map averaged over the spot) or ``"prediction at the centres"`` (models that predict
     from a patch at each spot or bin centre, THItoGene, up to its ``max_direct_spots``).
+
+    With an :class:`~histo2st.model.Ensemble` the values above are the mean over its members, and also:
+
+    ``sdata.images[f"{key_added}_std"]``
+        ``(genes, y, x)`` standard deviation over the members (``ddof=0``) at each pixel: same shape, genes, dtype,
+        transformations, storage and NaN off tissue as ``images[key_added]`` (only if ``dense``). Both maps come from
+        one pass of each member over each block.
+    ``layers["std"]`` of every table
+        Per spot and gene: for ``"map aggregate"`` tables the mean of the per-pixel standard deviation over the spot,
+        an upper bound of the standard deviation of the members' spot means (the spread of a mean is at most the mean
+        of the spreads); for ``"prediction at the centres"`` the exact standard deviation of the members' predictions.
+    ``var["std"]`` of every table
+        Per gene: the mean of ``layers["std"]`` over the table's spots (NaN spots skipped), a per-gene uncertainty.
+    ``uns["histo2st"]["ensemble"]`` of every table
+        ``{"n_members": ..., "seeds": [...]}``.
     """
     from spatialdata.transformations import Scale
 
@@ -110,27 +132,26 @@ def predict(
     start = time.perf_counter()
     scale = validate(sdata, require_counts=False)
     gene_idx = model.check_genes(model.genes if genes is None else list(genes))
+    ensemble = isinstance(model, Ensemble)
+    # an ensemble's map holds each gene's mean, then each gene's std: one channel run per image element
+    maps = [key_added, f"{key_added}_std"] if ensemble else [key_added]
     spot_ums = [] if spot_um is None else list(np.atleast_1d(spot_um).astype(float))
     _check_free(sdata, key_added, overwrite)
     # replaced elements are dropped from memory first, so every element this call writes counts as new below
     # (their copies on disk are replaced one by one as the new ones are written)
-    for name in _taken(sdata, key_added):
+    taken = _taken(sdata, key_added)
+    for name in taken:
         del sdata[name]
     he_element = sdata.images[scale.image_key]
     he_full = he_element["scale0"].ds["image"] if hasattr(he_element, "children") else he_element
     he, he_mpp = _level_for(he_element, scale.microns_per_pixel, model.microns_per_pixel)
-    ratio = model.microns_per_pixel / he_mpp
-    if not 0.5 < ratio < 2:
-        logger.warning(
-            f"The slide has {he_mpp:.3g} µm/px and the model works at {model.microns_per_pixel:.3g} "
-            "µm/px; the H&E is resampled to the model's resolution."
-        )
+    _check_transfer(sdata, scale, model, he_mpp)
     mask = _mask(he_element, he_full.shape, tissue_mask)
     # a model's dense map may be coarser than the pixels it works at (THItoGene: one patch every `dense_um`)
     map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
     map_scale = map_um / scale.microns_per_pixel
     # models that tile (PixNet) take a batch size and skip tiles off tissue; the others predict as they do
-    options = inspect.signature(model.predict_image).parameters
+    options = inspect.signature((model.members[0] if ensemble else model).predict_image).parameters
     tiling = {"batch_size": batch_size} if "batch_size" in options else {}
     if mask is not None and "tissue_mask" in options:
         tiling["tissue_mask"] = (mask[0], mask[1] * scale.microns_per_pixel / he_mpp)
@@ -139,10 +160,13 @@ def predict(
     placeholder = not dense and getattr(model, "predict_points", None) is not None
     if placeholder:
         height, width = (math.ceil(n * he_mpp / map_um) for n in he.shape[1:])
-        dense_map = da.zeros((len(gene_idx), height, width), dtype=np.float32, chunks=(CHANNEL_CHUNK, 2048, 2048))
+        dense_map = da.zeros((len(maps) * len(gene_idx), height, width), dtype=np.float32,
+                             chunks=(CHANNEL_CHUNK, 2048, 2048))  # fmt: skip
     else:
-        dense_map = model.predict_image(he.data, he_mpp, device=device, **tiling)[gene_idx]
+        channel_idx = [k * model.n_genes + i for k in range(len(maps)) for i in gene_idx]
+        dense_map = model.predict_image(he.data, he_mpp, device=device, **tiling)[channel_idx]
     channels = [model.genes[i] for i in gene_idx]
+    outputs = dict.fromkeys(maps, channels)
     transformations = {
         PIXEL_CS: Scale([map_scale, map_scale], axes=("y", "x")),
         MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
@@ -166,27 +190,32 @@ def predict(
             "image": [he.shape, he_mpp],
             "blocks_on": hashlib.sha256(np.packbits(blocks_on).tobytes()).hexdigest(),
         }
-        stats = stream_map(sdata, key_added, dense_map, channels=channels, transformations=transformations,
-                           blocks_on=blocks_on, dtype=dtype, fingerprint=fingerprint, overwrite=overwrite,
+        stats = stream_map(sdata, outputs, dense_map, transformations=transformations, blocks_on=blocks_on,
+                           dtype=dtype, fingerprint=fingerprint, overwrite=overwrite,
                            attrs={"model": card})  # fmt: skip
         logger.info(
-            f"Wrote '{key_added}' to '{sdata.path}': {stats.blocks_computed} blocks computed, {stats.blocks_resumed} "
-            f"resumed, {stats.blocks - stats.blocks_on_tissue} off tissue ({stats.seconds:.1f}s)."
+            f"Wrote {', '.join(map(repr, maps))} to '{sdata.path}': {stats.blocks_computed} blocks computed, "
+            f"{stats.blocks_resumed} resumed, {stats.blocks - stats.blocks_on_tissue} off tissue "
+            f"({stats.seconds:.1f}s)."
         )
     else:
-        _keep_in_memory(sdata, key_added, dense_map.astype(dtype), channels, transformations, persist=dense)
-    written = [f"images['{key_added}']"]
+        _keep_in_memory(sdata, outputs, dense_map.astype(dtype), transformations, persist=dense)
+    written = [f"images['{name}']" for name in maps]
 
     before = _element_names(sdata)
     tables = []
     if scale.shapes_key in sdata.shapes:
         tables.append((f"{key_added}_spots", {"shapes_key": scale.shapes_key}))
     agg_mask = False if tissue_mask is False else (tissue_mask if tissue_mask is not None else mask[0])
-    tables += [(None, {"spot_um": um, "shape": shape, "tissue_mask": agg_mask}) for um in spot_ums]
+    tables += [(f"{key_added}_{shape}_{um:g}um", {"spot_um": um, "shape": shape, "tissue_mask": agg_mask})
+               for um in spot_ums]  # fmt: skip
     if shapes_key is not None:
         tables.append((f"{key_added}_{shapes_key}", {"shapes_key": shapes_key}))
     for key, kwargs in tables:
         aggregate(sdata, key_added, key_added=key, overwrite=overwrite, **kwargs)
+        if ensemble:
+            _, spread = aggregate(sdata, f"{key_added}_std", key_added=key, inplace=False, **kwargs)
+            sdata.tables[key].layers["std"] = spread.X
     if scale.shapes_key in sdata.shapes:
         _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
     new = sorted(_element_names(sdata) - before)
@@ -201,19 +230,44 @@ def predict(
                     "`max_direct_spots`), and with `dense=False` there is no dense map to aggregate instead; pass "
                     "`dense=True`, or raise `max_direct_spots` (one patch per spot)."
                 )
+            if ensemble:
+                _describe_spread(sdata.tables[name], model)
     written += [f"{'tables' if n in sdata.tables else 'shapes'}['{n}']" for n in new]
     if not dense:
-        del sdata.images[key_added]
-        if sdata.is_backed() and key_added in _on_disk(sdata):
-            sdata.delete_element_from_disk(key_added)
-        written.remove(f"images['{key_added}']")
+        for name in maps:
+            del sdata.images[name]
+            written.remove(f"images['{name}']")
     if sdata.is_backed():
+        # a map this call does not keep must not stay on disk either, e.g. the std map of an ensemble's earlier
+        # prediction under this key, now replaced by a single model's
+        on_disk = _on_disk(sdata)
+        for name in sorted({*maps, *taken} & {key_added, f"{key_added}_std"}):
+            if name not in sdata.images and name in on_disk:
+                sdata.delete_element_from_disk(name)
         on_disk = _on_disk(sdata)
         for name in new:
             if name in on_disk:
                 sdata.delete_element_from_disk(name)
             sdata.write_element(name)
     log_added("sdata", written, start)
+
+
+def _check_transfer(sdata, scale, model, he_mpp: float) -> None:
+    """Say when a slide is coarser than the model's training resolution, and when its genes are not the model's."""
+    if he_mpp > UPSAMPLE_WARN * model.microns_per_pixel:
+        logger.warning(
+            f"The slide has {he_mpp:.3g} µm/px and the model works at {model.microns_per_pixel:.3g} µm/px: the H&E is "
+            "resampled (upsampled) to the model's resolution, so the model sees less detail than in training; expect "
+            "lower accuracy, or train a model at this slide's resolution (`microns_per_pixel=`)."
+        )
+    elif he_mpp * UPSAMPLE_WARN < model.microns_per_pixel:
+        logger.info(f"The H&E ({he_mpp:.3g} µm/px) is resampled to the model's {model.microns_per_pixel:.3g} µm/px.")
+    if scale.table_key in sdata.tables and not set(model.genes) & set(sdata.tables[scale.table_key].var_names):
+        logger.warning(
+            f"None of the model's {model.n_genes} genes (e.g. {model.genes[:3]}) is measured in this sample's table "
+            f"'{scale.table_key}' (e.g. {list(sdata.tables[scale.table_key].var_names[:3])}): another species or gene "
+            "naming, so the predictions cannot be compared with its measurements."
+        )
 
 
 def _level_for(element, microns_per_pixel: float, target: float):
@@ -249,25 +303,44 @@ def _streams(sdata) -> bool:
 
 def _weights_digest(model) -> str:
     digest = hashlib.sha256()
-    for name, tensor in model.module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for member in model.members if isinstance(model, Ensemble) else [model]:
+        for name, tensor in member.module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
 def _predict_at_centres(table, model, he, microns_per_pixel: float, device, gene_idx: list[int]) -> bool:
     """Replace a table's map aggregates by the model's predictions at its centres, for models that predict at points.
 
-    ``model.predict_points`` returns ``None`` when there are too many points; the aggregates then stay. Returns whether
-    the values were replaced.
+    ``model.predict_points`` returns ``None`` when there are too many points; the aggregates then stay. An ensemble's
+    predictions also replace ``layers["std"]`` by the exact spread of its members. Returns whether the values were
+    replaced.
     """
     predict_points = getattr(model, "predict_points", None)
     xy = table.obsm[SPATIAL_KEY]
     values = None if predict_points is None else predict_points(he, microns_per_pixel, xy, device=device)
     table.uns[ATTRS_KEY]["values"] = "map aggregate" if values is None else "prediction at the centres"
-    if values is not None:
-        table.X = np.asarray(values, dtype=np.float32)[:, gene_idx]
-    return values is not None
+    if values is None:
+        return False
+    if isinstance(model, Ensemble):
+        values, spread = values
+        table.layers["std"] = np.asarray(spread, dtype=np.float32)[:, gene_idx]
+    table.X = np.asarray(values, dtype=np.float32)[:, gene_idx]
+    return True
+
+
+def _describe_spread(table, model: Ensemble) -> None:
+    """Per-gene uncertainty ``var["std"]`` from the table's ``layers["std"]``, and the ensemble in its ``uns``."""
+    with warnings.catch_warnings():
+        # spots that cover no predicted pixel are NaN; a gene with only such spots has no spread (NaN)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table.var["std"] = np.nanmean(np.asarray(table.layers["std"], dtype=np.float64), axis=0)
+    table.uns[ATTRS_KEY]["ensemble"] = _members(model)
+
+
+def _members(model: Ensemble) -> dict:
+    return {"n_members": len(model.members), "seeds": model.seeds}
 
 
 def _taken(sdata, key: str) -> list[str]:
@@ -282,20 +355,27 @@ def _check_free(sdata, key: str, overwrite: bool) -> None:
         )
 
 
-def _keep_in_memory(sdata, key: str, dense_map, channels, transformations, *, persist: bool) -> None:
-    """Add the map to a sample that is not zarr-backed: computed once when small enough, else lazy."""
+def _keep_in_memory(sdata, outputs: dict[str, list[str]], dense_map, transformations, *, persist: bool) -> None:
+    """Add the map's elements (a run of its channels each) to a sample that is not zarr-backed.
+
+    The map is computed once when small enough, else left lazy.
+    """
     from spatialdata.models import Image2DModel
 
-    element = Image2DModel.parse(dense_map.rechunk((CHANNEL_CHUNK, *dense_map.chunks[1:])), dims=("c", "y", "x"),
-                                 c_coords=channels, transformations=transformations)  # fmt: skip
-    if key in sdata.images:
-        del sdata.images[key]
-    nbytes = int(np.prod(element.shape)) * element.dtype.itemsize
-    if nbytes <= PERSIST_BYTES:
-        sdata.images[key] = element.persist()
-        return
-    sdata.images[key] = element
-    if persist:
+    nbytes = int(np.prod(dense_map.shape)) * dense_map.dtype.itemsize
+    small = nbytes <= PERSIST_BYTES
+    if small:
+        dense_map = dense_map.persist()
+    first = 0
+    for key, channels in outputs.items():
+        part = dense_map[first : first + len(channels)]
+        first += len(channels)
+        element = Image2DModel.parse(part.rechunk((CHANNEL_CHUNK, *part.chunks[1:])), dims=("c", "y", "x"),
+                                     c_coords=channels, transformations=transformations)  # fmt: skip
+        if key in sdata.images:
+            del sdata.images[key]
+        sdata.images[key] = element.persist() if small else element
+    if not small and persist:
         logger.warning(
             f"The dense map ({nbytes / 2**30:.1f} GB) is too large to keep in memory and the sample is not backed by a "
             "zarr store, so it stays lazy and is recomputed when read. Write the sample first (`sdata.write(path)`) "
@@ -320,4 +400,8 @@ def _on_disk(sdata) -> set[str]:
 def _card_summary(model) -> dict:
     card = model.card
     keep = ("model", "microns_per_pixel", "encoder", "normalization", "training", "validation_metrics")
-    return {k: card[k] for k in keep if k in card}
+    summary = {k: card[k] for k in keep if k in card}
+    if isinstance(model, Ensemble):
+        # not the members' metrics: a table's uns cannot store a list of dicts
+        summary["ensemble"] = _members(model)
+    return summary

@@ -120,6 +120,58 @@ def prepare_sections(
     return sections, norm or {}
 
 
+def normalize_stains(
+    sections: Sequence[Section], *, reference_sections: Sequence[str], fitted: dict | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Macenko-normalise the sections' images to a reference fitted on the tissue of ``reference_sections``.
+
+    Each section's tissue pixels (:func:`histo2st.pp._stain.tissue_pixels`, about one every 8 µm) give its own
+    stains; the reference is fitted on the pixels of ``reference_sections`` pooled, unless ``fitted`` (an earlier
+    result's card entry) already holds one, whose sections are then kept in the card beside these. Each whole image
+    is normalised with its own stains, block by block, as prediction normalises a slide.
+
+    Returns
+    -------
+    images
+        The normalised ``(3, h, w)`` uint8 image of each section, by name.
+    card
+        For ``model.card["stain_normalization"]``: ``method``, ``reference`` (``MacenkoNormalizer.to_dict()``),
+        ``reference_sections`` and, per section, its ``stain_matrix`` (columns: hematoxylin, eosin),
+        ``max_concentrations`` and the number and spacing in µm of the pixels they were estimated on.
+    """
+    from ..pp._stain import MacenkoNormalizer, describe_stains, tissue_pixels, transform_blocks
+
+    samples = {s.name: tissue_pixels(s.image, s.microns_per_pixel) for s in sections}
+    if fitted is None:
+        normalizer = MacenkoNormalizer()
+        pooled = np.concatenate([samples[name][0] for name in reference_sections], axis=1)
+        reference = normalizer.slide_stains(pooled, name=f"The training sections {list(reference_sections)}")
+        normalizer.stain_matrix, normalizer.max_concentrations = reference
+        logger.info(f"Stain reference from {pooled.shape[1]} tissue pixels: {describe_stains(reference)}.")
+    else:
+        normalizer = MacenkoNormalizer.from_dict(fitted["reference"])
+        reference_sections = fitted["reference_sections"]
+    images, per_section = {}, dict(fitted["sections"]) if fitted is not None else {}
+    for section in sections:
+        pixels, spacing = samples[section.name]
+        source = normalizer.slide_stains(pixels, name=f"Section '{section.name}'")
+        logger.info(f"Section '{section.name}' stains: {describe_stains(source)}.")
+        images[section.name] = transform_blocks(section.image, normalizer, source).compute()
+        per_section[section.name] = {
+            "stain_matrix": source[0].tolist(),
+            "max_concentrations": source[1].tolist(),
+            "n_pixels": int(pixels.shape[1]),
+            "spacing_um": spacing,
+        }
+    card = {
+        "method": "macenko",
+        "reference": normalizer.to_dict(),
+        "reference_sections": list(reference_sections),
+        "sections": per_section,
+    }
+    return images, card
+
+
 def subset_section(section: Section, mask: np.ndarray) -> Section:
     """The same section (image shared, not copied) restricted to the spots in ``mask``."""
     return Section(

@@ -1,0 +1,190 @@
+"""A seed ensemble: models of one class trained with different seeds, predicting their mean and spread."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+
+from .._logging import logger
+from ._base import CARD_FILE, BaseModel, write_card, write_dir_atomic
+
+ENSEMBLE_NAME = "ensemble"
+
+
+class Ensemble:
+    """Models of one class and one set of genes (e.g. trained with different seeds) used as one.
+
+    Predictions are the mean over the members; their spread, the standard deviation over the members (``ddof=0``), is
+    returned beside it as an uncertainty. Build one with ``st.tl.fit(..., n_seeds=5)`` or from trained models; save
+    with :meth:`save` and load with :func:`histo2st.tl.load_model`.
+
+    Parameters
+    ----------
+    members
+        Trained models of the same class, genes and resolution.
+    """
+
+    model_name = ENSEMBLE_NAME
+
+    def __init__(self, members) -> None:
+        members = list(members)
+        if not members:
+            raise ValueError("An ensemble needs at least one member.")
+        first = members[0]
+        for member in members:
+            if not isinstance(member, BaseModel):
+                raise TypeError(f"Ensemble members must be histo2st models, got {type(member).__name__}.")
+            if type(member) is not type(first):
+                raise TypeError(
+                    f"Ensemble members must be of one class, got {type(first).__name__} and {type(member).__name__}."
+                )
+            if member.genes != first.genes:
+                raise ValueError("Ensemble members must predict the same genes in the same order.")
+            scales = [(m.microns_per_pixel, getattr(m, "map_microns_per_pixel", None)) for m in (first, member)]
+            if scales[0] != scales[1]:
+                raise ValueError("Ensemble members must work at one µm per pixel and write maps of one pixel size.")
+        self.members = members
+
+    @property
+    def genes(self) -> list[str]:
+        return self.members[0].genes
+
+    @property
+    def n_genes(self) -> int:
+        return self.members[0].n_genes
+
+    @property
+    def microns_per_pixel(self) -> float:
+        return self.members[0].microns_per_pixel
+
+    @property
+    def map_microns_per_pixel(self) -> float:
+        """Pixel size in µm of the dense image, for members whose map is coarser than their input (THItoGene)."""
+        return self.members[0].map_microns_per_pixel
+
+    @property
+    def init_params(self) -> dict:
+        return self.members[0].init_params
+
+    @property
+    def seeds(self) -> list[int | None]:
+        """Each member's training seed (``None`` for an untrained member)."""
+        return [m.card.get("training", {}).get("seed") for m in self.members]
+
+    @property
+    def card(self) -> dict:
+        """The first member's card, with ``"ensemble"``: the number of members, their seeds and best metrics."""
+        return {
+            **self.members[0].card,
+            ENSEMBLE_NAME: {
+                "n_members": len(self.members),
+                "seeds": self.seeds,
+                "validation_metrics": [m.card.get("validation_metrics", {}) for m in self.members],
+            },
+        }
+
+    @property
+    def history(self) -> list[list[dict]]:
+        """The training history of each member."""
+        return [m.history for m in self.members]
+
+    def check_genes(self, genes) -> list[int]:
+        """Indices of ``genes`` in the ensemble's genes; see :meth:`BaseModel.check_genes`."""
+        return self.members[0].check_genes(genes)
+
+    def predict_image(self, image, image_mpp: float, *, device: str | None = None, **tiling) -> da.Array:
+        """Lazy ``(2 * genes, y, x)`` float32: the members' mean map of each gene, then their standard deviation.
+
+        Each block of the result runs each member's prediction of that block once, for both statistics.
+
+        Parameters
+        ----------
+        image
+            ``(3, y, x)`` uint8 H&E, numpy or dask.
+        image_mpp
+            µm per pixel of ``image``.
+        device
+            Torch device; default :attr:`histo2st.settings.device`.
+        **tiling
+            Passed to each member's ``predict_image`` (PixNet: ``tissue_mask``, ``batch_size``).
+        """
+        maps = [m.predict_image(image, image_mpp, device=device, **tiling) for m in self.members]
+        chunks = ((self.n_genes,), *maps[0].chunks[1:])
+        maps = [m.rechunk(chunks) for m in maps]
+        return da.map_blocks(
+            _mean_and_std,
+            *maps,
+            dtype=np.float32,
+            chunks=((2 * self.n_genes,), *chunks[1:]),
+            meta=np.empty((0, 0, 0), dtype=np.float32),
+        )
+
+    @property
+    def predict_points(self):
+        """``predict_points(image, image_mpp, xy_px, *, device=None)``: the members' mean and std at points.
+
+        Returns ``(mean, std)``, each ``(n, genes)`` float32, or ``None`` when the members aggregate the dense image
+        instead (see e.g. :meth:`histo2st.model.THItoGene.predict_points`). Only for members that predict at points.
+        """
+        if not hasattr(self.members[0], "predict_points"):
+            raise AttributeError(f"{type(self.members[0]).__name__} models do not predict at points.")
+        return self._predict_points
+
+    def _predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None):
+        values = []
+        for member in self.members:
+            points = member.predict_points(image, image_mpp, xy_px, device=device)
+            if points is None:
+                return None
+            values.append(np.asarray(points, dtype=np.float32))
+        stacked = np.stack(values)
+        return stacked.mean(0), stacked.std(0)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save every member (``member_<i>/``, each by its own ``save``) and the ensemble's card to ``path``.
+
+        The directory appears complete or not at all; ``overwrite`` replaces an existing one.
+        """
+        names = [f"member_{i}" for i in range(len(self.members))]
+        card = {
+            "model": ENSEMBLE_NAME,
+            "member_model": self.members[0].model_name,
+            "members": names,
+            "genes": self.genes,
+            "microns_per_pixel": self.microns_per_pixel,
+            ENSEMBLE_NAME: self.card[ENSEMBLE_NAME],
+        }
+
+        def write(tmp: Path) -> None:
+            for name, member in zip(names, self.members, strict=True):
+                member.save(tmp / name)
+            write_card(tmp, card)
+
+        write_dir_atomic(path, write, overwrite=overwrite)
+        logger.info(f"Saved an ensemble of {len(self.members)} {self.members[0].model_name} models to '{path}'.")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu") -> Ensemble:
+        """Load an ensemble saved with :meth:`save` (also what :func:`histo2st.tl.load_model` does)."""
+        path = Path(path)
+        card = json.loads((path / CARD_FILE).read_text())
+        if card.get("model") != ENSEMBLE_NAME:
+            raise TypeError(f"'{path}' holds a single {card.get('model')!r} model, not an ensemble.")
+        return cls([BaseModel.load(path / name, device=device) for name in card["members"]])
+
+    def __repr__(self) -> str:
+        kind = type(self.members[0]).__name__
+        epochs = "/".join(str(len(h)) for h in self.history)
+        return (
+            f"Ensemble({len(self.members)} {kind} members, seeds {self.seeds}, {self.n_genes} genes, "
+            f"{self.microns_per_pixel} µm/px, trained {epochs} epochs)"
+        )
+
+
+def _mean_and_std(*blocks: np.ndarray) -> np.ndarray:
+    stacked = np.stack(blocks)
+    return np.concatenate([stacked.mean(0), stacked.std(0)]).astype(np.float32, copy=False)

@@ -1,0 +1,50 @@
+"""The default guard against overfitting: early stopping on validation PCC, keeping the best epoch's weights."""
+
+import inspect
+
+import numpy as np
+import torch
+
+import histo2st as st
+from histo2st.train import Trainer, TrainerConfig
+
+#: Validation PCC per epoch: best at epoch 3, then worse (what overfitting on a few hundred spots looks like).
+CURVE = [0.10, 0.20, 0.30, 0.25, 0.24, 0.23, 0.22, 0.21, 0.20, 0.19, 0.18, 0.17]
+
+
+class CurvePlan:
+    """One weight moved by every step; validation reads the next PCC of ``CURVE`` and records the weight it saw."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.module = torch.nn.Linear(1, 1, bias=False)
+        self.seen = []
+
+    def configure_optimizer(self, parameters):
+        return torch.optim.SGD(parameters, lr=0.1)
+
+    def batches(self, epoch, rng):
+        yield torch.from_numpy(rng.normal(size=(4, 1)).astype(np.float32))
+
+    def training_step(self, module, batch, device):
+        return {"loss": ((module(batch) - 2 * batch) ** 2).mean()}
+
+    def validate(self, module, device):
+        self.seen.append(module.weight.item())
+        return {"val_pcc": CURVE[len(self.seen) - 1]}
+
+
+def test_training_stops_after_patience_and_keeps_the_best_epoch():
+    plan = CurvePlan()
+    history = Trainer(plan, TrainerConfig(epochs=len(CURVE), patience=4, progress=False)).fit()
+
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6, 7]  # 4 epochs without improvement after epoch 3
+    assert plan.module.weight.item() == plan.seen[2]
+    assert plan.module.weight.item() != plan.seen[-1]
+
+
+def test_fit_validates_and_stops_early_by_default():
+    defaults = inspect.signature(st.tl.fit).parameters
+    assert defaults["validation"].default == 0.15
+    assert defaults["patience"].default is not None
+    assert defaults["epochs"].default <= 50
