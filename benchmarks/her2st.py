@@ -20,11 +20,22 @@ JSON on stdout; ``--out DIR`` also writes the protocol (``split.json``, genes, `
     python benchmarks/her2st.py --out runs/her2st_c5                    # 3 models x 15 min
     python benchmarks/her2st.py --loso --out runs/her2st_loso           # 4 folds x 3 models
     python benchmarks/her2st.py --synthetic 500 --train S1 S2 --test S3 # dry run without data (numbers mean nothing)
+
+Encoder pretraining study (issue: accuracy without downloaded weights): ``--pretrain none train all`` trains PixNet
+from scratch, from an encoder pretrained with ``st.tl.pretrain_encoder`` on each fold's training slides only, and from
+one pretrained on every slide of the study (marked ``transductive``: it saw the test slide's image, never its
+expression); ``--stain on off`` crosses that with stain augmentation. Each encoder is pretrained once, in its own
+child process (seconds and peak memory reported), and kept in ``--pretrain-dir`` (default ``<out>_encoders``) for
+reuse by later runs.
+
+    python benchmarks/her2st.py --loso --models pixnet --pretrain none train all --stain off on \\
+        --microns-per-pixel 4 --max-time 150 --pretrain-max-time 180 --out runs/her2st_pretraining
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,7 +103,8 @@ def run_model_fold(spec: dict) -> dict:
         model.fit(training)
         record = {"alpha": model.alpha, "patch_um": diameter, "microns_per_pixel": model.microns_per_pixel}
     else:
-        model = st.tl.fit(training, spec["model"], genes=genes, **spec["fit"])
+        model = st.tl.fit(training, "pixnet" if spec["model"].startswith("pixnet") else spec["model"], genes=genes,
+                          **spec["fit"])  # fmt: skip
         record = {
             "epochs": len(model.history),
             "seconds_per_epoch": float(np.mean([h["epoch_seconds"] for h in model.history])),
@@ -133,6 +145,68 @@ def run_model_fold(spec: dict) -> dict:
     }
 
 
+def pretrain_slides(spec: dict) -> dict:
+    """In a child process: pretrain an encoder on ``spec["slides"]`` (images only) and write it to ``spec["path"]``."""
+    import histo2st as st
+
+    slides = load_sections(spec["source"], spec["slides"])
+    start = time.perf_counter()
+    st.tl.pretrain_encoder(slides, out=spec["path"], progress=False, **spec["options"])
+    return {"seconds": time.perf_counter() - start, "peak_rss_gb": peak_rss_gb()}
+
+
+def pretrained_encoder(slides: list[str], args, source: dict, cache: Path) -> dict:
+    """An encoder pretrained on ``slides``: reused from ``cache`` when already there, else pretrained now.
+
+    Returns the path, the slides, the pretraining seconds and peak memory (from the run that made the encoder).
+    """
+    import json
+
+    path = cache / f"{'+'.join(slides)}.pt"
+    record_path = path.with_suffix(".bench.json")
+    options = {
+        "microns_per_pixel": args.microns_per_pixel or 2.0,
+        "epochs": args.pretrain_epochs,
+        "max_time": args.pretrain_max_time,
+        "tile_px": args.pretrain_tile_px,
+        "batch_size": args.pretrain_batch_size,
+        "seed": args.seed,
+    }
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record["options"] == options:
+            return record
+        raise SystemExit(
+            f"'{path}' was pretrained with other settings ({record['options']}); use another --pretrain-dir."
+        )
+    cost = run_isolated(pretrain_slides, {"slides": slides, "source": source, "path": str(path), "options": options})
+    card = json.loads(path.with_suffix(".json").read_text())
+    record = {"path": str(path), "slides": slides, "options": options, **cost, "epochs_run": card["epochs_run"],
+              "final": card["history"][-1] if card["history"] else {}}  # fmt: skip
+    record_path.write_text(json.dumps(jsonable(record), indent=2))
+    return record
+
+
+def variants(args) -> list[tuple[str, str, bool]]:
+    """``(name, pretraining, stain augmentation)`` of each PixNet variant of the study, in the order given."""
+    stains = args.stain or (["on"] if args.stain_augment else ["off"])
+    out = []
+    for stain in stains:
+        for pretrain in args.pretrain:
+            name = "pixnet" + ("" if pretrain == "none" else f"+ssl_{pretrain}") + ("+stain" if stain == "on" else "")
+            out.append((name, pretrain, stain == "on"))
+    return out
+
+
+def write_partial(path: Path, folds: list[dict]) -> None:
+    """The results so far, rewritten atomically after every model and fold (kept if the run is interrupted)."""
+    import json
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(jsonable(folds), indent=2))
+    tmp.replace(path)
+
+
 def spread_ratio(sdata, pred_key: str, genes: list[str]) -> float:
     """Mean over genes of the predictions' std across spots / the same of the measurements (1: right; < 1: flat)."""
     truth = sdata["table"]
@@ -166,6 +240,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         "profiles, so the numbers mean nothing)",
     )
     add_model_arguments(parser)
+    study = parser.add_argument_group("encoder pretraining study (PixNet)")
+    study.add_argument(
+        "--pretrain",
+        nargs="+",
+        default=["none"],
+        choices=["none", "train", "all"],
+        help="encoder of PixNet: 'none' (random, or --encoder-weights), 'train' (pretrained on the fold's training "
+        "slides), 'all' (pretrained on every slide of the study: transductive)",
+    )
+    study.add_argument(
+        "--stain", nargs="+", choices=["off", "on"], default=None, help="stain augmentation of PixNet, one run each"
+    )
+    study.add_argument("--pretrain-dir", type=Path, default=None, help="encoders; default OUT_encoders or a temp dir")
+    study.add_argument("--pretrain-max-time", type=float, default=180.0, help="pretraining seconds per encoder")
+    study.add_argument("--pretrain-epochs", type=int, default=1000, help="most pretraining epochs")
+    study.add_argument("--pretrain-tile-px", type=int, default=96, help="pretraining tile edge in model pixels")
+    study.add_argument("--pretrain-batch-size", type=int, default=32, help="pretraining tiles per step")
     return parser.parse_args(argv)
 
 
@@ -184,10 +275,18 @@ def main(argv=None) -> dict:
     protocol = st.tl.protocol(
         args.protocol, load_sections(source, sections), test=None if args.loso else args.test, root=args.root
     )
-    folds = []
-    for (train, test), genes in zip(protocol.folds, protocol.fold_genes, strict=True):
-        models = {}
-        for name in args.models:
+    cache = args.pretrain_dir or (
+        args.out.with_name(f"{args.out.name}_encoders") if args.out else Path(tempfile.mkdtemp(prefix="encoders-"))
+    )
+    cache.mkdir(parents=True, exist_ok=True)
+    runs = [(v, p, s) for name in args.models for v, p, s in (variants(args) if name == "pixnet" else [(name, "", 0)])]
+    folds = [{"train": train, "test": test, "n_genes": len(genes), "models": {}}
+             for (train, test), genes in zip(protocol.folds, protocol.fold_genes, strict=True)]  # fmt: skip
+    # model by model, so that an interrupted study has whole models (every fold) in its partial results
+    for name, pretrain, stain in runs:
+        base = "pixnet" if name.startswith("pixnet") else name
+        for fold, genes in zip(folds, protocol.fold_genes, strict=True):
+            train, test = fold["train"], fold["test"]
             spec = {
                 "model": name,
                 "train": train,
@@ -197,10 +296,21 @@ def main(argv=None) -> dict:
                 "n_clusters": args.n_clusters,
                 "seed": args.seed,
                 "ridge_microns_per_pixel": args.ridge_microns_per_pixel,
-                "fit": None if name == "ridge" else fit_options(args, name, test),
+                "fit": None if name == "ridge" else fit_options(args, base, test),
             }
-            models[name] = run_isolated(run_model_fold, spec)
-        folds.append({"train": train, "test": test, "n_genes": len(genes), "models": models})
+            encoder = None
+            if pretrain in ("train", "all"):
+                encoder = pretrained_encoder(train if pretrain == "train" else sections, args, source, cache)
+                spec["fit"]["encoder_weights"] = encoder["path"]
+            if base == "pixnet":
+                spec["fit"]["stain_augment"] = bool(stain)
+            result = run_isolated(run_model_fold, spec)
+            if encoder is not None:
+                result["pretraining"] = {**encoder, "transductive": any(t in encoder["slides"] for t in test)}
+            fold["models"][name] = result
+            if args.out is not None:
+                write_partial(args.out.with_name(f"{args.out.name}.partial.json"), folds)
+    names = list(folds[0]["models"]) if folds else []
 
     result = jsonable(
         {
@@ -209,7 +319,7 @@ def main(argv=None) -> dict:
             "protocol_params": protocol.params,
             "provenance": provenance(clock),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "summary": summarise(folds, args.models),
+            "summary": summarise(folds, names),
             "folds": folds,
         }
     )
@@ -251,6 +361,13 @@ def summarise(folds: list[dict], models: list[str]) -> dict:
             entry[f"{metric}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else None
             entry[f"{metric}_sd"] = float(np.nanstd(values)) if np.isfinite(values).any() else None
         entry["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs]))
+        pretraining = [r["pretraining"] for r in runs if "pretraining" in r]
+        if pretraining:
+            # one encoder serves several folds in the transductive arm: count each once
+            unique = {p["path"]: p for p in pretraining}.values()
+            entry["pretrain_seconds_mean"] = float(np.mean([p["seconds"] for p in unique]))
+            entry["pretrain_peak_rss_gb_max"] = float(np.max([p["peak_rss_gb"] for p in unique]))
+            entry["transductive"] = any(p["transductive"] for p in pretraining)
         entry["peak_rss_gb_max"] = float(np.max([r["peak_rss_gb"] for r in runs]))
         out[name] = entry
     return out
@@ -273,8 +390,14 @@ def markdown(result: dict) -> str:
             row[metric] = "" if mean is None else f"{mean:.3f} ± {sd:.3f}"
         row["train s"] = round(s["train_seconds_mean"])
         row["peak GB"] = round(s["peak_rss_gb_max"], 2)
+        if "pretrain_seconds_mean" in s:
+            row["pretrain s"] = round(s["pretrain_seconds_mean"])
+            row["pretrain peak GB"] = round(s["pretrain_peak_rss_gb_max"], 2)
+            row["transductive"] = "yes" if s["transductive"] else "no"
         summary_rows.append(row)
     columns = ["model", "test sections", *METRICS, "spread", "train s", "peak GB"]
+    if any("pretrain s" in row for row in summary_rows):
+        columns += ["pretrain s", "pretrain peak GB", "transductive"]
     fold_rows, gene_rows = [], []
     for fold in result["folds"]:
         for name, res in fold["models"].items():

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import histo2st as st
@@ -103,3 +104,61 @@ def test_every_model_in_one_run(script, tmp_path, capsys):
     assert n[("pixnet", "8 µm bins")] == n[("thitogene", "8 µm bins")] == n[("ridge", "8 µm bins")] > 0
     assert sorted(multiscale["dense_map"]) == ["pixnet", "thitogene"]
     assert [row["bin_um"] for row in multiscale["dense_map"]["pixnet"]] == [2, 8, 16]
+
+
+@pytest.mark.slow
+def test_her2st_pretraining_study_pretrains_once_per_slide_set(script, tmp_path, capsys):
+    out = tmp_path / "study"
+    tiny_ssl = ["--pretrain-epochs", "1", "--pretrain-tile-px", "32", "--pretrain-batch-size", "4"]
+    argv = [*HER2ST_SYNTHETIC, *TINY_MODELS, "--models", "pixnet", *tiny_ssl]
+    result = script("her2st").main([*argv, "--pretrain", "none", "train", "all", "--out", str(out)])
+    capsys.readouterr()
+
+    models = result["folds"][0]["models"]
+    assert list(models) == ["pixnet", "pixnet+ssl_train", "pixnet+ssl_all"]
+    train, every = models["pixnet+ssl_train"]["pretraining"], models["pixnet+ssl_all"]["pretraining"]
+    assert (train["slides"], train["transductive"]) == (["S1"], False)
+    assert (every["slides"], every["transductive"]) == (["S1", "S2"], True)
+    assert models["pixnet+ssl_train"]["hyperparameters"]["encoder_weights"] == train["path"]
+    assert models["pixnet"]["hyperparameters"].get("encoder_weights") is None
+    assert train["seconds"] > 0
+    assert train["peak_rss_gb"] > 0
+    assert result["summary"]["pixnet+ssl_all"]["transductive"] is True
+    assert "transductive" not in result["summary"]["pixnet"]
+    partial = json.loads(out.with_name("study.partial.json").read_text())
+    assert list(partial[0]["models"]) == list(models)
+
+    # the encoders are reused, not pretrained again, by a second study over the same slides
+    again = script("her2st").main(
+        [
+            *argv,
+            "--pretrain",
+            "train",
+            "--out",
+            str(tmp_path / "again"),
+            "--pretrain-dir",
+            str(tmp_path / "study_encoders"),
+        ]
+    )
+    capsys.readouterr()
+    assert again["folds"][0]["models"]["pixnet+ssl_train"]["pretraining"]["seconds"] == train["seconds"]
+
+
+@pytest.mark.realdata
+def test_cross_resolution_check_on_mouse_olfactory_bulb(script, shared_data, monkeypatch, capsys):
+    """A her2st model predicts the bulb (4.4 µm/px) upsampled to its 3 µm/px: it runs, aligns and warns."""
+    monkeypatch.setenv("HISTO2ST_DATA", str(shared_data))
+    argv = ["--sections", "C2", "--microns-per-pixel", "3", "--n-top", "20", "--pixnet-params", TINY_PIXNET]
+    result = script("cross_resolution").main(argv)
+    capsys.readouterr()
+
+    assert sorted(result["sections"]) == ["MOB1", "MOB2"]
+    for mob in result["sections"].values():
+        assert 4 < mob["slide_microns_per_pixel"] < 5  # from the array's spot pitch, not from her2st
+        assert any("upsampled" in w for w in mob["warnings"]), mob["warnings"]
+        assert any("None of the model's 20 genes" in w for w in mob["warnings"]), mob["warnings"]
+        np.testing.assert_allclose(mob["map_extent_um"], mob["he_extent_um"], atol=3.0)
+        assert mob["spots_predicted"] == 1.0
+        assert mob["spot_vs_map_difference"] < mob["spot_vs_shifted_map_difference"] / 5
+        assert mob["shared_genes"] == 0
+        assert "gene" in mob["evaluate_error"]
