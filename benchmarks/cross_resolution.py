@@ -32,7 +32,7 @@ def spot_alignment(sdata, key: str, map_um: float, shift_um: float = 0.0) -> flo
     import histo2st as st
 
     scale = st.io.get_scale(sdata)
-    dense = np.asarray(sdata.images[key].values, dtype=np.float64)
+    dense = sdata.images[key].data  # lazy: only the window around each spot is read, in float64
     pred = sdata.tables[f"{key}_spots"]
     centres = pred.obsm["spatial"] * scale.microns_per_pixel + [shift_um, 0]
     radius = scale.spot_diameter_um / 2
@@ -40,8 +40,11 @@ def spot_alignment(sdata, key: str, map_um: float, shift_um: float = 0.0) -> flo
     differences = []
     for k, (cx, cy) in enumerate(centres):
         rows, cols = np.flatnonzero(np.abs(y_um - cy) <= radius), np.flatnonzero(np.abs(x_um - cx) <= radius)
+        if not (rows.size and cols.size):
+            continue
+        window = np.asarray(dense[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], dtype=np.float64)
         disk = (y_um[rows, None] - cy) ** 2 + (x_um[None, cols] - cx) ** 2 <= radius**2
-        values = dense[:, rows][:, :, cols][:, disk]
+        values = window[:, disk]
         if np.isfinite(values).any(axis=1).all():
             differences.append(np.abs(np.nanmean(values, axis=1) - pred.X[k]))
     return float(np.mean(differences))
