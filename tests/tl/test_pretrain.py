@@ -9,7 +9,7 @@ from histo2st.nn import ResNet18, load_encoder_weights
 from histo2st.tl._pretrain import _pyramid_level
 
 # 300 x 400 px at 1 µm/px -> 150 x 200 px at 2 µm/px: 24 tiles of 32 px, 2 held out, 2 steps of 8 per epoch
-SMALL = {"tile_px": 32, "batch_size": 8, "min_tissue": 0.0, "progress": False}
+SMALL = {"tile_px": 32, "batch_size": 8, "steps_per_epoch": 2, "min_tissue": 0.0, "progress": False}
 
 
 def test_pretrained_encoder_loads_into_pixnet(tiny_sample, tmp_path):
@@ -23,6 +23,7 @@ def test_pretrained_encoder_loads_into_pixnet(tiny_sample, tmp_path):
     assert card["microns_per_pixel"] == 2.0
     assert card["settings"]["tile_um"] == 64.0
     assert card["epochs_run"] == 1
+    assert card["steps_run"] == 2
     assert "transductive" in card["transductive"]
     assert np.isfinite([card["history"][0][k] for k in ("loss", "val_loss", "val_feature_std")]).all()
 
@@ -68,3 +69,19 @@ def test_a_pyramid_is_read_at_the_coarsest_level_fine_enough():
     data, mpp = _pyramid_level(pyramid, 0.5, 0.4)
     assert mpp == 0.5
     assert data.shape == (3, 64, 64)
+
+
+def test_bfloat16_pretraining_is_recorded_and_finite(tiny_sample, tmp_path):
+    out = st.tl.pretrain_encoder(tiny_sample, epochs=1, out=tmp_path / "enc.pt", mixed_precision=True, **SMALL)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["settings"]["mixed_precision"] is True
+    assert np.isfinite(card["history"][0]["loss"])
+    state = torch.load(out, weights_only=True)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())  # saved as float32 weights
+
+
+def test_native_bfloat16_is_decided_by_the_device():
+    from histo2st.train._precision import native_bfloat16
+
+    assert native_bfloat16("cpu") is bool(torch.cpu._is_amx_tile_supported())
+    assert native_bfloat16("meta") is False

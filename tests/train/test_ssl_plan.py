@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from histo2st.module._ssl import BYOLModule
-from histo2st.train._ssl_plan import BYOLPlan, TileSlide, tissue_tile_centers
+from histo2st.train._ssl_plan import MIN_STEPS_PER_EPOCH, BYOLPlan, TileSlide, tissue_tile_centers
 
 
 def _module():
@@ -58,7 +58,8 @@ def test_batches_depend_only_on_the_epoch_and_rng(slide):
     assert plan.region_px == 48
     assert len(plan.val_tiles) == 3
     assert len(plan.train_tiles) == 27
-    assert plan.steps_per_epoch == 6
+    assert plan.steps_per_epoch == MIN_STEPS_PER_EPOCH  # 27 tiles fill only 6 batches
+    plan = BYOLPlan(_module(), [slide], tile_px=32, batch_size=4, epochs=3, steps_per_epoch=6)
     first = list(plan.batches(1, np.random.default_rng([0, 1])))
     again = list(plan.batches(1, np.random.default_rng([0, 1])))
     assert [b["step"] for b in first] == [6, 7, 8, 9, 10, 11]
@@ -67,6 +68,22 @@ def test_batches_depend_only_on_the_epoch_and_rng(slide):
         assert x["seed"] == y["seed"]
     assert first[0]["regions"].shape == (4, 3, 48, 48)
     assert first[0]["regions"].dtype == np.uint8
+
+
+def test_few_tiles_make_an_epoch_of_several_passes(slide, monkeypatch):
+    plan = BYOLPlan(_module(), [slide], tile_px=32, batch_size=4, epochs=3, steps_per_epoch=15)
+    assert plan.steps_per_epoch == 15
+    assert plan.total_steps == 45
+    drawn = []
+    monkeypatch.setattr(plan, "_regions", lambda tiles: drawn.append(tiles.copy()) or tiles)
+    assert [b["step"] for b in plan.batches(1, np.random.default_rng(0))] == list(range(15, 30))
+    # each tile is moved by less than half a tile: the nearest training tile is the one drawn
+    drawn = np.concatenate(drawn)[:, 1:]
+    nearest = np.linalg.norm(drawn[:, None] - plan.train_tiles[None, :, 1:], axis=2).argmin(1)
+    assert len(nearest) == 60
+    # 60 draws from 27 tiles: two whole passes (each tile twice), then 6 tiles of a third
+    counts = np.bincount(nearest[:54], minlength=27)
+    np.testing.assert_array_equal(counts, np.full(27, 2))
 
 
 def test_a_step_trains_and_validation_reports_loss_and_spread(slide):

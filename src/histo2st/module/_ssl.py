@@ -73,4 +73,5 @@ def _pool(encoder: ResNet18, images: torch.Tensor) -> torch.Tensor:
 
 
 def _byol_distance(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return 2 - 2 * F.cosine_similarity(prediction, target.detach(), dim=-1)
+    # in float32 under bfloat16 autocast: the loss is a small difference of numbers near 2
+    return 2 - 2 * F.cosine_similarity(prediction.float(), target.detach().float(), dim=-1)

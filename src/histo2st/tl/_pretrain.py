@@ -32,9 +32,11 @@ def pretrain_encoder(
     microns_per_pixel: float = 2.0,
     tile_px: int = 224,
     batch_size: int = 32,
+    steps_per_epoch: int | None = None,
     lr: float = 1e-3,
     min_tissue: float = 0.5,
     device: str | None = None,
+    mixed_precision: bool | None = None,
     max_time: float | None = None,
     checkpoint_dir: str | Path | None = None,
     seed: int | None = None,
@@ -63,19 +65,25 @@ def pretrain_encoder(
         ``"byol"`` (Grill et al. 2020): no negative pairs, so it works with the small batches a CPU affords, unlike
         SimCLR, and has fewer settings to tune than DINO. See the docs page "Encoder pretraining".
     epochs
-        Maximum number of epochs; an epoch visits every tissue tile once.
+        Maximum number of epochs.
     microns_per_pixel
         Resolution of the tiles (PixNet's default is 2 µm per pixel).
     tile_px
         Side of the views the encoder sees, in pixels at ``microns_per_pixel``.
     batch_size
         Tiles per step (each gives two views).
+    steps_per_epoch
+        Steps between validations (and checkpoints). ``None``: one pass over the tissue tiles, and at least 25 steps
+        (a few slides hold only a few batches of tiles; they are then visited several times per epoch).
     lr
         AdamW learning rate.
     min_tissue
         Smallest fraction of tissue in a tile for it to be used.
     device
         Torch device; default :attr:`histo2st.settings.device`.
+    mixed_precision
+        Compute in bfloat16 (autocast). ``None``: where the device computes it natively, CUDA or a CPU with AMX
+        (:func:`~histo2st.train._precision.native_bfloat16`), where it about halves the time of a step.
     max_time
         Stop after the epoch during which this many seconds have passed.
     checkpoint_dir
@@ -104,6 +112,7 @@ def pretrain_encoder(
     from .._settings import settings
     from ..module._ssl import BYOLModule
     from ..train import Trainer, TrainerConfig
+    from ..train._precision import native_bfloat16
     from ..train._ssl_plan import BYOLPlan
 
     if method not in METHODS:
@@ -118,6 +127,8 @@ def pretrain_encoder(
         raise FileExistsError(f"'{out}' or its card '{card_path}' exists. Pass `overwrite=True` to replace them.")
     seed = settings.seed if seed is None else seed
     device = settings.resolve_device(device)
+    if mixed_precision is None:
+        mixed_precision = native_bfloat16(device)
     start = time.perf_counter()
 
     slides = [
@@ -125,7 +136,16 @@ def pretrain_encoder(
     ]
     torch.manual_seed(seed)
     module = BYOLModule()
-    plan = BYOLPlan(module, slides, tile_px=tile_px, batch_size=batch_size, epochs=epochs, lr=lr, seed=seed)
+    plan = BYOLPlan(
+        module,
+        slides,
+        tile_px=tile_px,
+        batch_size=batch_size,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        lr=lr,
+        seed=seed,
+    )
     logger.info(
         f"Pretraining on {len(plan.train_tiles)} tissue tiles of {tile_px * microns_per_pixel:.0f} µm from "
         f"{len(slides)} slide(s) ({len(plan.val_tiles)} held out), {plan.steps_per_epoch} steps per epoch."
@@ -139,6 +159,7 @@ def pretrain_encoder(
         monitor=None,
         progress=progress,
         max_time=max_time,
+        mixed_precision=mixed_precision,
     )
     history = Trainer(plan, config).fit()
 
@@ -157,13 +178,16 @@ def pretrain_encoder(
             "tile_px": tile_px,
             "tile_um": tile_px * microns_per_pixel,
             "batch_size": batch_size,
+            "steps_per_epoch": plan.steps_per_epoch,
             "lr": lr,
             "min_tissue": min_tissue,
             "base_momentum": plan.base_momentum,
             "max_time": max_time,
+            "mixed_precision": mixed_precision,
             "seed": seed,
         },
         "epochs_run": len(history),
+        "steps_run": len(history) * plan.steps_per_epoch,
         "seconds": round(time.perf_counter() - start, 1),
         "device": device,
         "history": history,

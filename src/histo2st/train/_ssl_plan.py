@@ -19,6 +19,9 @@ MAX_VAL_TILES = 32
 SSL_STAIN = {"stain_scale": 0.25, "stain_shift": 0.02, "blur_sigma": 1.0, "blur_p": 0.5}
 #: Seed of the fixed views of the held-out tiles.
 VAL_SEED = 12345
+#: Fewest steps in an epoch: a few slides hold only a few batches of tiles, and validating (and checkpointing) after
+#: every two or three steps would spend a large share of the run there.
+MIN_STEPS_PER_EPOCH = 25
 
 
 @dataclass
@@ -66,9 +69,11 @@ class BYOLPlan:
     """BYOL on tissue tiles: two random views of the region around a tile, the online network predicts the target's.
 
     One epoch visits every training tile once, in random order, each moved by up to half a tile in x and y so that
-    epochs see different crops. A batch holds the ``REGION_FACTOR * tile_px`` regions around ``batch_size`` tiles;
-    on the training device each region gives two views of ``tile_px`` (:func:`~histo2st.train._augment.random_views`:
-    any rotation, mirror, 0.8-1.25x zoom, shift), each re-stained and blurred
+    epochs see different crops; when the tiles fill fewer than ``MIN_STEPS_PER_EPOCH`` batches, an epoch makes that
+    many steps, passing over the tiles several times in a new order each pass (``steps_per_epoch`` sets the number).
+    A batch holds the ``REGION_FACTOR * tile_px`` regions around ``batch_size`` tiles; on the training device each
+    region gives two views of ``tile_px`` (:func:`~histo2st.train._augment.random_views`: any rotation, mirror,
+    0.8-1.25x zoom, shift), each re-stained and blurred
     (:func:`~histo2st.train._augment.stain_jitter`) and jittered in brightness, contrast and saturation.
 
     The target network follows the online one with momentum ``1 - (1 - base_momentum) (cos(pi k / K) + 1) / 2``
@@ -94,6 +99,8 @@ class BYOLPlan:
     base_momentum
         Momentum of the target network at the start (BYOL: 0.996 in ImageNet runs of about 300 000 steps; the
         default 0.99 lets the target follow faster in runs of a few thousand).
+    steps_per_epoch
+        Steps in an epoch; ``None``: one pass over the training tiles, and at least :data:`MIN_STEPS_PER_EPOCH`.
     seed
         Seed of the choice of held-out tiles.
     """
@@ -109,6 +116,7 @@ class BYOLPlan:
         lr: float = 1e-3,
         weight_decay: float = 1e-6,
         base_momentum: float = 0.99,
+        steps_per_epoch: int | None = None,
         seed: int = 0,
     ) -> None:
         self.module = module
@@ -128,7 +136,7 @@ class BYOLPlan:
                 f"Only {len(self.train_tiles)} tissue tiles of {tile_px} px to pretrain on, fewer than `batch_size="
                 f"{batch_size}`. Add slides, or lower `tile_px` or `batch_size`."
             )
-        self.steps_per_epoch = len(self.train_tiles) // batch_size
+        self.steps_per_epoch = steps_per_epoch or max(MIN_STEPS_PER_EPOCH, len(self.train_tiles) // batch_size)
         self.total_steps = max(1, epochs * self.steps_per_epoch)
         self._val_regions = self._regions(self.val_tiles)
 
@@ -145,7 +153,8 @@ class BYOLPlan:
         return out
 
     def batches(self, epoch: int, rng: np.random.Generator):
-        order = rng.permutation(len(self.train_tiles))
+        passes = math.ceil(self.steps_per_epoch * self.batch_size / len(self.train_tiles))
+        order = np.concatenate([rng.permutation(len(self.train_tiles)) for _ in range(passes)])
         for b in range(self.steps_per_epoch):
             tiles = self.train_tiles[order[b * self.batch_size : (b + 1) * self.batch_size]].copy()
             tiles[:, 1:] += rng.uniform(-self.tile_px / 2, self.tile_px / 2, size=(len(tiles), 2))
