@@ -47,6 +47,8 @@ class PixNet(BaseModel):
         Weight of the ``1 − PCC`` loss term (paper: 0.5).
     lr, weight_decay
         Adam settings (paper: 5e-4, 1e-4).
+    encoder_lr
+        Learning rate of the encoder; ``None``: ``lr`` (the paper). For fine-tuning a pretrained encoder gently.
     crop_px
         Training crop edge in pixels at ``microns_per_pixel``.
     batch_size
@@ -66,7 +68,7 @@ class PixNet(BaseModel):
     """
 
     model_name = "pixnet"
-    _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "augment", "stain_augment")
+    _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "encoder_lr", "augment", "stain_augment")
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class PixNet(BaseModel):
         lam: float = 0.5,
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
+        encoder_lr: float | None = None,
         crop_px: int = 256,
         batch_size: int = 8,
         tile_px: int = 512,
@@ -92,6 +95,7 @@ class PixNet(BaseModel):
             "lam": lam,
             "lr": lr,
             "weight_decay": weight_decay,
+            "encoder_lr": encoder_lr,
             "crop_px": crop_px,
             "batch_size": batch_size,
             "tile_px": tile_px,

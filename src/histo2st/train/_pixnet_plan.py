@@ -37,6 +37,9 @@ class PixNetPlan:
         Weight of the ``1 − PCC`` term.
     lr, weight_decay
         Adam settings (paper: 5e-4, 1e-4).
+    encoder_lr
+        Learning rate of the encoder; ``None``: ``lr``, as in the paper. A lower one keeps more of a pretrained
+        encoder's features while the decoder, which starts from random weights, learns at ``lr``.
     augment
         Random flips, 90° rotations and colour jitter.
     stain_augment
@@ -55,6 +58,7 @@ class PixNetPlan:
         lam: float = 0.5,
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
+        encoder_lr: float | None = None,
         augment: bool = True,
         stain_augment: bool = False,
     ) -> None:
@@ -62,6 +66,7 @@ class PixNetPlan:
         self.train, self.val = train, val
         self.crop_px, self.batch_size, self.lam = crop_px, batch_size, lam
         self.lr, self.weight_decay, self.augment, self.stain_augment = lr, weight_decay, augment, stain_augment
+        self.encoder_lr = encoder_lr
         r_max = max(float(s.radii.max()) for s in train if s.n_spots)
         smallest_read = crop_px / ZOOM[1] if stain_augment else crop_px
         if crop_px % 32 or smallest_read < 2 * r_max + 2:
@@ -78,6 +83,13 @@ class PixNetPlan:
     def configure_optimizer(self, parameters):
         import torch
 
+        parameters = list(parameters)
+        if self.encoder_lr is not None:
+            encoder = {id(p) for p in self.module.encoder.parameters()}
+            parameters = [
+                {"params": [p for p in parameters if id(p) in encoder], "lr": self.encoder_lr},
+                {"params": [p for p in parameters if id(p) not in encoder]},
+            ]
         return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
 
     def batches(self, epoch: int, rng: np.random.Generator):

@@ -1,0 +1,149 @@
+"""Linear probe of ResNet18 encoders on her2st: frozen features at each spot, ridge regression, leave-one-section-out.
+
+Measures what an encoder knows before any fine-tuning, in a minute instead of a PixNet training per fold: for each
+spot, the patch of ``--patch-px`` pixels at ``--microns-per-pixel`` centred on it goes through the frozen encoder,
+the global averages of its layer2, layer3 and layer4 feature maps (128 + 256 + 512 values) are the features, and
+scikit-learn's ``StandardScaler`` + ``RidgeCV`` (the alphas of the ridge baseline) predicts the fold's top-250 genes
+(protocol ``pixnet_top250``, normalised as in ``benchmarks/her2st.py``). Scored per test section with PCC@M/S/F.
+
+Encoders ("arms"):
+- ``random``: the torchvision initialisation under ``--seed`` (what PixNet starts from without weights);
+- ``train``: for each fold, ``PRETRAIN_DIR/<training sections joined by '+'>.pt``, as ``benchmarks/her2st.py
+  --pretrain train`` leaves them (pretrained on the fold's training slides only);
+- ``all``: ``PRETRAIN_DIR/<all sections joined by '+'>.pt`` (transductive: it saw the test slide's image).
+
+    python benchmarks/encoder_probe.py --arms random train all --pretrain-dir runs/her2st_pretraining_encoders
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from _common import jsonable, provenance, start_clock
+from _ridge import ALPHAS
+from her2st import load_sections
+
+#: Encoder levels whose global averages are the features (layer2, layer3, layer4 of ResNet18).
+LEVELS = (2, 3, 4)
+#: Patches per forward pass.
+BATCH = 64
+
+
+def spot_patches(sdata, microns_per_pixel: float, patch_px: int) -> np.ndarray:
+    """``(n_spots, 3, patch_px, patch_px)`` uint8 patches centred on the spots of the sample's table."""
+    import histo2st as st
+    from histo2st._core._resample import resample_image
+    from histo2st.model._tiling import read_tile
+
+    scale = st.io.get_scale(sdata)
+    element = sdata.images[scale.image_key]
+    image = element["scale0"].ds["image"] if hasattr(element, "children") else element
+    factor = scale.microns_per_pixel / microns_per_pixel
+    rgb = np.asarray(resample_image(image.data, factor).compute())
+    xy = sdata.tables[scale.table_key].obsm["spatial"] * factor
+    half = patch_px / 2
+    return np.stack([read_tile(rgb, round(y - half), round(x - half), patch_px) for x, y in xy])
+
+
+def encoder_features(encoder, patches: np.ndarray) -> np.ndarray:
+    """Global averages of the encoder's ``LEVELS`` for each patch, ``(n, 896)`` float32."""
+    import torch
+
+    from histo2st.nn import normalize_images
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(patches), BATCH):
+            pyramid = encoder.forward_pyramid(normalize_images(torch.from_numpy(patches[start : start + BATCH])))
+            out.append(torch.cat([pyramid[level].mean(dim=(2, 3)) for level in LEVELS], 1).numpy())
+    return np.concatenate(out)
+
+
+def load_encoder(arm: str, train: list[str], sections: list[str], pretrain_dir: Path | None, seed: int):
+    """The frozen encoder of one arm and fold, in evaluation mode, and where it came from."""
+    import torch
+
+    from histo2st.nn import ResNet18, load_encoder_weights
+
+    torch.manual_seed(seed)
+    encoder = ResNet18(num_classes=None)
+    source = "random initialisation"
+    if arm != "random":
+        if pretrain_dir is None:
+            raise SystemExit(f"Arm '{arm}' needs --pretrain-dir.")
+        path = pretrain_dir / f"{'+'.join(train if arm == 'train' else sections)}.pt"
+        if not path.is_file():
+            raise SystemExit(f"No encoder '{path}' for arm '{arm}'; pretrain it with benchmarks/her2st.py first.")
+        load_encoder_weights(encoder, path)
+        source = str(path)
+    return encoder.eval(), source
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=None, help="data root; default $HISTO2ST_DATA, ../shared/data")
+    parser.add_argument("--sections", nargs="+", default=["C2", "C3", "C4", "C5"])
+    parser.add_argument("--arms", nargs="+", default=["random"], choices=["random", "train", "all"])
+    parser.add_argument("--pretrain-dir", type=Path, default=None, help="encoders of benchmarks/her2st.py")
+    parser.add_argument("--microns-per-pixel", type=float, default=4.0, help="resolution the encoders work at")
+    parser.add_argument("--patch-px", type=int, default=64, help="patch edge around each spot, in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--synthetic", type=float, default=None, metavar="SIZE_UM", help="dry run on synthetic tissues of this size"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    """Run the probe; print and return the results."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import histo2st as st
+    from histo2st.metrics import pcc_per_gene, pcc_summary
+
+    args = parse_args(argv)
+    clock = start_clock()
+    source = {"root": None if args.root is None else str(args.root), "synthetic_um": args.synthetic,
+              "sections": args.sections}  # fmt: skip
+    samples = load_sections(source, args.sections)
+    st.pp.normalize(samples)
+    protocol = st.tl.protocol("pixnet_top250", samples, test=None, root=args.root)
+    patches = {name: spot_patches(s, args.microns_per_pixel, args.patch_px) for name, s in samples.items()}
+    rows = []
+    for arm in args.arms:
+        for (train, test), genes in zip(protocol.folds, protocol.fold_genes, strict=True):
+            encoder, origin = load_encoder(arm, train, args.sections, args.pretrain_dir, args.seed)
+            features = {name: encoder_features(encoder, patches[name]) for name in [*train, *test]}
+
+            def targets(name, genes=genes):
+                x = samples[name].tables[st.io.get_scale(samples[name]).table_key][:, genes].X
+                return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+
+            probe = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
+            probe.fit(np.concatenate([features[n] for n in train]), np.concatenate([targets(n) for n in train]))
+            for name in test:
+                pcc = pcc_per_gene(probe.predict(features[name]), targets(name))
+                rows.append({"arm": arm, "test": name, "train": train, "encoder": origin,
+                             "alpha": float(probe[-1].alpha_), **pcc_summary(pcc)})  # fmt: skip
+    summary = {
+        arm: {
+            f"{metric}_{stat}": float(fn([r[metric] for r in rows if r["arm"] == arm]))
+            for metric in ("PCC@M", "PCC@S", "PCC@F")
+            for stat, fn in (("mean", np.mean), ("sd", np.std))
+        }
+        for arm in args.arms
+    }
+    result = jsonable({"benchmark": "encoder_probe", "provenance": provenance(clock), "settings": vars(args) | {
+        "root": source["root"], "pretrain_dir": None if args.pretrain_dir is None else str(args.pretrain_dir)},
+        "summary": summary, "rows": rows})  # fmt: skip
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

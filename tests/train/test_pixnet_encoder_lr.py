@@ -1,0 +1,47 @@
+import numpy as np
+import torch
+
+import histo2st as st
+from histo2st.model import PixNet
+from histo2st.train import PixNetPlan, prepare_sections
+
+
+def _painted():
+    rng = np.random.default_rng(0)
+    xy = np.array([[60, 60], [180, 60], [60, 180], [180, 180.0]])
+    image = rng.integers(0, 255, (240, 240, 3), dtype=np.uint8)
+    sdata = st.io.from_arrays(
+        image, xy, np.diag([10, 20, 30, 40]) + 1, list("abcd"), microns_per_pixel=1.0, spot_diameter_um=40
+    )
+    st.pp.normalize(sdata)
+    return sdata
+
+
+def test_encoder_lr_sets_the_encoders_learning_rate_only(tiny_pixnet):
+    model = PixNet(list("abcd"), microns_per_pixel=1.0, **{**tiny_pixnet, "crop_px": 64}, lr=1e-3, encoder_lr=0.0)
+    encoder_before = {k: v.clone() for k, v in model.module.encoder.state_dict().items() if v.is_floating_point()}
+    decoder_before = model.module.head.weight.detach().clone()
+    model.train(_painted(), epochs=1, validation=0.0, progress=False)
+    assert model.card["hyperparameters"]["encoder_lr"] == 0.0
+    # lr 0 leaves the encoder's weights as they were; batch norm statistics still follow the data
+    state = model.module.encoder.state_dict()
+    for key, before in encoder_before.items():
+        if "running" not in key:
+            torch.testing.assert_close(state[key], before, msg=key)
+    assert not torch.equal(model.module.head.weight.detach(), decoder_before)
+
+
+def test_encoder_lr_default_is_the_paper_single_rate(tiny_pixnet):
+    sdata = _painted()
+    model = PixNet(list("abcd"), microns_per_pixel=1.0, **tiny_pixnet)
+    assert model.init_params["encoder_lr"] is None
+    (section,), _ = prepare_sections(sdata, list("abcd"), 1.0)
+    plan = PixNetPlan(model.module, [section], [], crop_px=64, lr=5e-4)
+    assert len(plan.configure_optimizer(model.module.parameters()).param_groups) == 1
+    plan = PixNetPlan(model.module, [section], [], crop_px=64, lr=5e-4, encoder_lr=1e-5)
+    groups = plan.configure_optimizer(model.module.parameters()).param_groups
+    assert [g["lr"] for g in groups] == [1e-5, 5e-4]
+    assert [len(g["params"]) for g in groups] == [
+        len(list(model.module.encoder.parameters())),
+        len(list(model.module.parameters())) - len(list(model.module.encoder.parameters())),
+    ]
