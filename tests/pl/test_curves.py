@@ -86,6 +86,18 @@ def test_history_draws_each_metric_per_epoch(tmp_path):
     np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), [1.5, 1.2, 1.0])
 
 
+def test_history_of_an_ensemble_draws_a_line_per_member():
+    shorter = [{**h, "loss": h["loss"] / 2} for h in HISTORY[:2]]
+    ensemble = SimpleNamespace(members=[SimpleNamespace(history=HISTORY), SimpleNamespace(history=shorter)],
+                               seeds=[0, 1])  # fmt: skip
+    ax = st.pl.history(ensemble, metrics="loss", show=False)
+    first, second = ax.get_lines()
+    assert [first.get_label(), second.get_label()] == ["seed 0", "seed 1"]
+    np.testing.assert_array_equal(second.get_xdata(), [1, 2])
+    np.testing.assert_array_equal(second.get_ydata(), [1.0, 0.7])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["seed 0", "seed 1"]
+
+
 def test_history_errors():
     no_validation = [{"epoch": 1, "loss": 1.0}]
     with pytest.raises(KeyError, match="validation"):

@@ -32,8 +32,9 @@ def history(
     Parameters
     ----------
     model_or_history
-        A trained model (its ``history``) or the history itself: a list of per-epoch dicts with ``"epoch"`` and the
-        metrics (``"loss"``, ``"val_pcc"``, ``"val_mse"``, ``"epoch_seconds"``).
+        A trained model (its ``history``), a seed ensemble (one line per member, labelled by its seed) or the history
+        itself: a list of per-epoch dicts with ``"epoch"`` and the metrics (``"loss"``, ``"val_pcc"``, ``"val_mse"``,
+        ``"epoch_seconds"``).
     metrics
         Keys to plot. Epochs without a key (or with ``None``) are skipped; NaN shows as a gap.
     panel_size
@@ -52,13 +53,9 @@ def history(
     The figure with ``return_fig=True``; ``None`` when shown; otherwise the Axes (one metric) or an array of Axes,
     one per metric.
     """
-    records = getattr(model_or_history, "history", model_or_history)
-    if not isinstance(records, Sequence) or not all(isinstance(r, Mapping) for r in records):
-        raise TypeError("Pass a trained model or its `history` (a list of per-epoch dicts).")
-    if not records:
-        raise ValueError("The history is empty: the model has not been trained (`model.train(...)` / `st.tl.fit`).")
+    series = _series(model_or_history)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    available = sorted({k for r in records for k, v in r.items() if v is not None and k != "epoch"})
+    available = sorted({k for _, r in series for r in r for k, v in r.items() if v is not None and k != "epoch"})
     missing = [m for m in metrics if m not in available]
     if missing:
         hint = " (validation metrics exist only when training had validation spots)" if any(
@@ -68,10 +65,30 @@ def history(
 
     fig, axes = panel_grid(1, len(metrics), ax, panel_size)
     for a, metric in zip(axes[0], metrics, strict=True):
-        rows = [(r.get("epoch", i + 1), r[metric]) for i, r in enumerate(records) if r.get(metric) is not None]
-        epochs, values = (np.asarray(v, dtype=np.float64) for v in zip(*rows, strict=True))
-        a.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, ms=3, label=metric)
+        for label, records in series:
+            rows = [(r.get("epoch", i + 1), r[metric]) for i, r in enumerate(records) if r.get(metric) is not None]
+            if not rows:
+                continue
+            epochs, values = (np.asarray(v, dtype=np.float64) for v in zip(*rows, strict=True))
+            a.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, ms=3, label=label or metric)
+        if len(series) > 1:
+            a.legend(fontsize="small")
         a.set_xlabel("epoch")
         a.set_ylabel(METRIC_LABELS.get(metric, metric))
         a.set_title(metric)
     return finish(fig, axes[0], show=show, save=save, return_fig=return_fig)
+
+
+def _series(model_or_history) -> list[tuple[str | None, Sequence[Mapping]]]:
+    """``(label, history)`` pairs: one per member of an ensemble (labelled by seed), else one without a label."""
+    if hasattr(model_or_history, "members"):
+        pairs = [(f"seed {seed}", member.history) for member, seed in
+                 zip(model_or_history.members, model_or_history.seeds, strict=True)]  # fmt: skip
+    else:
+        pairs = [(None, getattr(model_or_history, "history", model_or_history))]
+    for _, records in pairs:
+        if not isinstance(records, Sequence) or not all(isinstance(r, Mapping) for r in records):
+            raise TypeError("Pass a trained model, a seed ensemble or a `history` (a list of per-epoch dicts).")
+        if not records:
+            raise ValueError("The history is empty: the model has not been trained (`model.train(...)` / `st.tl.fit`).")
+    return pairs
