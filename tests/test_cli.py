@@ -115,6 +115,28 @@ def test_info_prints_genes_and_scale(store, capsys):
     assert info["images"]["truth"]["channels"] == genes
 
 
+def test_pretrain_then_fit_from_the_encoder(store, tmp_path, tiny_pixnet, capsys):
+    encoder = tmp_path / "ssl" / "encoder.pt"
+    flags = ["--microns-per-pixel", "4", "--tile-px", "32", "--batch-size", "4", "--steps-per-epoch", "2", "-q"]
+    assert main(["pretrain", str(store), "--out", str(encoder), "--epochs", "1", *flags]) == 0
+    card = json.loads(encoder.with_suffix(".json").read_text())
+    assert (card["epochs_run"], card["steps_run"], card["microns_per_pixel"]) == (1, 2, 4.0)
+    assert card["slides"] == ["synthetic"]
+    assert main(["pretrain", str(store), "--out", str(encoder), *flags]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["pretrain", "--out", str(encoder)]) == 2
+
+    config = tmp_path / "fit.toml"
+    tiny = {**tiny_pixnet, "pyramid_levels": 5}  # the whole encoder, as pretrained
+    model_table = "\n".join(f"{key} = {value}" for key, value in tiny.items())
+    config.write_text(f'n-top = 4\nmicrons_per_pixel = 4.0\n[model]\nencoder_weights = "{encoder}"\n{model_table}\n')
+    model_dir = tmp_path / "model"
+    assert main(["fit", str(store), "--config", str(config), "--out", str(model_dir), "--epochs", "1", "-q"]) == 0
+    pretraining = json.loads((model_dir / "card.json").read_text())["encoder"]["weights"]["pretraining"]
+    assert pretraining["slides"] == ["synthetic"]
+    assert "transductive" in pretraining["transductive"]
+
+
 def test_fit_predict_info_end_to_end(store, tmp_path, tiny_pixnet, capsys):
     config = tmp_path / "fit.toml"
     model_table = "\n".join(f"{key} = {value}" for key, value in tiny_pixnet.items())

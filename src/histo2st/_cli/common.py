@@ -61,6 +61,38 @@ def read_store(path: str | Path):
     return sd.read_zarr(path)
 
 
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inputs of ``fit`` and ``pretrain``: zarr stores, or her2st sections."""
+    parser.add_argument("stores", nargs="*", type=Path, help="zarr stores of samples (written by st.io.write_zarr)")
+    parser.add_argument("--her2st", type=Path, metavar="ROOT", help="her2st repository (the folder holding data/)")
+    parser.add_argument("--sections", nargs="+", metavar="NAME", help="her2st sections to read, e.g. C2 C3")
+
+
+def check_sample_arguments(opts: argparse.Namespace) -> None:
+    """A usage error when ``opts`` names no samples, or her2st sections without the repository or the reverse."""
+    from .config import UsageError
+
+    if bool(opts.her2st) != bool(opts.sections):
+        raise UsageError("--her2st ROOT and --sections NAME ... go together.")
+    if not opts.stores and not opts.her2st:
+        raise UsageError("give zarr stores, or --her2st ROOT --sections NAME ...")
+
+
+def read_samples(opts: argparse.Namespace) -> dict:
+    """``{name: SpatialData}`` of the stores and her2st sections of ``opts`` (see :func:`check_sample_arguments`)."""
+    import histo2st as st
+
+    paths = [Path(p) for p in opts.stores]
+    check_stores(paths)
+    stores = [read_store(p) for p in progress(paths, quiet=opts.quiet, desc="reading", unit="store")]
+    samples = dict(zip(sample_names(paths, stores), stores, strict=True))
+    for section in progress(opts.sections, quiet=opts.quiet, desc="reading her2st", unit="section"):
+        if section in samples:
+            raise ValueError(f"Section '{section}' is given twice.")
+        samples[section] = st.io.read_her2st(opts.her2st, section)
+    return samples
+
+
 def sample_names(paths: list[Path], samples: list) -> list[str]:
     """One name per store: the sample names recorded in the stores if they differ, else the store names."""
     from .._core import get_scale

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .common import add_sample_arguments, check_sample_arguments
 from .config import UsageError
 
 HELP = "Train a model on samples (zarr stores or her2st sections) and save it."
@@ -42,9 +43,7 @@ NO_VALIDATION = ("none", "off", "no")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``fit``."""
     d = DEFAULTS
-    parser.add_argument("stores", nargs="*", type=Path, help="zarr stores of samples (written by st.io.write_zarr)")
-    parser.add_argument("--her2st", type=Path, metavar="ROOT", help="her2st repository (the folder holding data/)")
-    parser.add_argument("--sections", nargs="+", metavar="NAME", help="her2st sections to read, e.g. C2 C3")
+    add_sample_arguments(parser)
     parser.add_argument("--out", type=Path, metavar="DIR", help="model directory to write (required)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     parser.add_argument("--model", metavar="NAME", help=f"model: pixnet or thitogene (default: {d['model']})")
@@ -88,26 +87,16 @@ def run(opts: argparse.Namespace) -> None:
     """Read, normalise, select genes, train and save."""
     if opts.out is None:
         raise UsageError("--out is required: the model directory to write.")
-    if bool(opts.her2st) != bool(opts.sections):
-        raise UsageError("--her2st ROOT and --sections NAME ... go together.")
-    if not opts.stores and not opts.her2st:
-        raise UsageError("give zarr stores, or --her2st ROOT --sections NAME ...")
+    check_sample_arguments(opts)
     out = Path(opts.out)
     if out.exists() and not opts.overwrite:
         raise FileExistsError(f"'{out}' already exists; pass --overwrite to replace it, or choose another --out.")
 
     import histo2st as st
 
-    from .common import check_stores, normalise_if_needed, progress, read_store, sample_names
+    from .common import normalise_if_needed, read_samples
 
-    paths = [Path(p) for p in opts.stores]
-    check_stores(paths)
-    stores = [read_store(p) for p in progress(paths, quiet=opts.quiet, desc="reading", unit="store")]
-    samples = dict(zip(sample_names(paths, stores), stores, strict=True))
-    for section in progress(opts.sections, quiet=opts.quiet, desc="reading her2st", unit="section"):
-        if section in samples:
-            raise ValueError(f"Section '{section}' is given twice.")
-        samples[section] = st.io.read_her2st(opts.her2st, section)
+    samples = read_samples(opts)
     for sdata in samples.values():
         normalise_if_needed(sdata)
     if opts.genes is not None:
