@@ -172,6 +172,8 @@ def pretrained_encoder(slides: list[str], args, source: dict, cache: Path) -> di
         "batch_size": args.pretrain_batch_size,
         "seed": args.seed,
     }
+    if args.pretrain_steps_per_epoch is not None:  # only when given: encoders made without the option stay reusable
+        options["steps_per_epoch"] = args.pretrain_steps_per_epoch
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         if record["options"] == options:
@@ -257,6 +259,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     study.add_argument("--pretrain-epochs", type=int, default=1000, help="most pretraining epochs")
     study.add_argument("--pretrain-tile-px", type=int, default=96, help="pretraining tile edge in model pixels")
     study.add_argument("--pretrain-batch-size", type=int, default=32, help="pretraining tiles per step")
+    study.add_argument(
+        "--pretrain-steps-per-epoch", type=int, default=None, help="pretraining steps per epoch (default: a pass, >=25)"
+    )
     return parser.parse_args(argv)
 
 

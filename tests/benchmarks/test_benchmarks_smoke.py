@@ -110,7 +110,7 @@ def test_every_model_in_one_run(script, tmp_path, capsys):
 def test_her2st_pretraining_study_pretrains_once_per_slide_set(script, tmp_path, capsys):
     out = tmp_path / "study"
     tiny_ssl = ["--pretrain-epochs", "1", "--pretrain-tile-px", "32", "--pretrain-batch-size", "4"]
-    argv = [*HER2ST_SYNTHETIC, *TINY_MODELS, "--models", "pixnet", *tiny_ssl]
+    argv = [*HER2ST_SYNTHETIC, *TINY_MODELS, "--models", "pixnet", *tiny_ssl, "--pretrain-steps-per-epoch", "2"]
     result = script("her2st").main([*argv, "--pretrain", "none", "train", "all", "--out", str(out)])
     capsys.readouterr()
 
@@ -142,6 +142,31 @@ def test_her2st_pretraining_study_pretrains_once_per_slide_set(script, tmp_path,
     )
     capsys.readouterr()
     assert again["folds"][0]["models"]["pixnet+ssl_train"]["pretraining"]["seconds"] == train["seconds"]
+
+
+def test_encoder_probe_scores_a_frozen_encoder_per_fold(script, tmp_path, capsys):
+    argv = ["--synthetic", "400", "--sections", "S1", "S2", "--patch-px", "32"]
+    result = script("encoder_probe").main(argv)
+    assert json.loads(capsys.readouterr().out) == result
+    assert [(row["arm"], row["test"], row["train"]) for row in result["rows"]] == [
+        ("random", "S1", ["S2"]),
+        ("random", "S2", ["S1"]),
+    ]
+    assert all(-1 <= row["PCC@M"] <= 1 and row["alpha"] > 0 for row in result["rows"])
+    assert result["summary"]["random"]["PCC@M_mean"] == pytest.approx(np.mean([r["PCC@M"] for r in result["rows"]]))
+    with pytest.raises(SystemExit, match="pretrain it with benchmarks/her2st.py"):
+        script("encoder_probe").main([*argv, "--arms", "train", "--pretrain-dir", str(tmp_path)])
+
+
+def test_pretrain_speed_times_both_precisions(script, capsys):
+    argv = ["--synthetic", "600", "--microns-per-pixel", "2", "--tile-px", "32", "--batch-size", "4"]
+    result = script("pretrain_speed").main([*argv, "--steps", "1", "--warmup", "0"])
+    capsys.readouterr()
+    assert result["seconds_per_step_float32"] > 0
+    assert result["seconds_per_step_bfloat16"] > 0
+    assert result["speedup_bfloat16"] == pytest.approx(
+        result["seconds_per_step_float32"] / result["seconds_per_step_bfloat16"]
+    )
 
 
 @pytest.mark.realdata
