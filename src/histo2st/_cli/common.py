@@ -68,6 +68,15 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sections", nargs="+", metavar="NAME", help="her2st sections to read, e.g. C2 C3")
 
 
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training options of ``fit`` and ``pretrain``: checkpoints, seed and device."""
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, metavar="DIR", help="checkpoint every epoch there; resume from it if present"
+    )
+    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default: st.settings.seed)")
+    parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, mps (default: st.settings.device)")
+
+
 def check_sample_arguments(opts: argparse.Namespace) -> None:
     """A usage error when ``opts`` names no samples, or her2st sections without the repository or the reverse."""
     from .config import UsageError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_sample_arguments, check_sample_arguments
+from .common import add_sample_arguments, add_training_arguments, check_sample_arguments
 from .config import UsageError
 
 HELP = "Train a model on samples (zarr stores or her2st sections) and save it."
@@ -66,11 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--microns-per-pixel", type=float, metavar="UM", help="resolution the model works at (default: the model's)"
     )
-    parser.add_argument(
-        "--checkpoint-dir", type=Path, metavar="DIR", help="checkpoint every epoch there; resume from it if present"
-    )
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default: st.settings.seed)")
-    parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, mps (default: st.settings.device)")
+    add_training_arguments(parser)
     parser.add_argument(
         "--n-seeds",
         type=int,

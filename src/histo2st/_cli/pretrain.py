@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_sample_arguments, check_sample_arguments
+from .common import add_sample_arguments, add_training_arguments, check_sample_arguments
 from .config import UsageError
 
 HELP = "Pretrain PixNet's ResNet18 encoder on the H&E of samples (self-supervised, no expression) and save it."
@@ -53,11 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps-per-epoch", type=int, metavar="N", help="steps between validations (default: one pass, at least 25)"
     )
-    parser.add_argument(
-        "--checkpoint-dir", type=Path, metavar="DIR", help="checkpoint every epoch there; resume from it if present"
-    )
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default: st.settings.seed)")
-    parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, mps (default: st.settings.device)")
+    add_training_arguments(parser)
 
 
 def run(opts: argparse.Namespace) -> None:
