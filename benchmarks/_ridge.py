@@ -92,11 +92,8 @@ def _spot_table(sdata):
     return sdata.tables[st.io.get_scale(sdata).table_key]
 
 
-def channel_stack(sdata, microns_per_pixel: float) -> tuple[np.ndarray, float]:
-    """The sample's H&E at ``microns_per_pixel`` as ``(len(CHANNELS), h, w)`` float32, and H&E px -> stack px."""
-    from skimage.color import rgb2gray, rgb2hed
-    from skimage.filters import difference_of_gaussians, sobel
-
+def resampled_rgb(sdata, microns_per_pixel: float) -> tuple[np.ndarray, float]:
+    """The sample's H&E resampled to ``microns_per_pixel`` as ``(3, h, w)`` uint8, and H&E px -> its px."""
     import histo2st as st
     from histo2st._core._resample import resample_image
 
@@ -104,7 +101,16 @@ def channel_stack(sdata, microns_per_pixel: float) -> tuple[np.ndarray, float]:
     element = sdata.images[scale.image_key]
     image = element["scale0"].ds["image"] if hasattr(element, "children") else element
     factor = scale.microns_per_pixel / microns_per_pixel
-    rgb = np.asarray(resample_image(image.data, factor).compute()).transpose(1, 2, 0).astype(np.float32) / 255
+    return np.asarray(resample_image(image.data, factor).compute()), factor
+
+
+def channel_stack(sdata, microns_per_pixel: float) -> tuple[np.ndarray, float]:
+    """The sample's H&E at ``microns_per_pixel`` as ``(len(CHANNELS), h, w)`` float32, and H&E px -> stack px."""
+    from skimage.color import rgb2gray, rgb2hed
+    from skimage.filters import difference_of_gaussians, sobel
+
+    image, factor = resampled_rgb(sdata, microns_per_pixel)
+    rgb = image.transpose(1, 2, 0).astype(np.float32) / 255
     grey = rgb2gray(rgb)
     sigmas = [um / microns_per_pixel for um in DOG_UM]
     texture = [sobel(grey), np.abs(difference_of_gaussians(grey, *sigmas))]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import jsonable, provenance, start_clock
-from _ridge import ALPHAS
+from _ridge import ALPHAS, resampled_rgb
 from her2st import load_sections
 
 #: Encoder levels whose global averages are the features (layer2, layer3, layer4 of ResNet18).
@@ -35,15 +35,10 @@ BATCH = 64
 def spot_patches(sdata, microns_per_pixel: float, patch_px: int) -> np.ndarray:
     """``(n_spots, 3, patch_px, patch_px)`` uint8 patches centred on the spots of the sample's table."""
     import histo2st as st
-    from histo2st._core._resample import resample_image
     from histo2st.model._tiling import read_tile
 
-    scale = st.io.get_scale(sdata)
-    element = sdata.images[scale.image_key]
-    image = element["scale0"].ds["image"] if hasattr(element, "children") else element
-    factor = scale.microns_per_pixel / microns_per_pixel
-    rgb = np.asarray(resample_image(image.data, factor).compute())
-    xy = sdata.tables[scale.table_key].obsm["spatial"] * factor
+    rgb, factor = resampled_rgb(sdata, microns_per_pixel)
+    xy = sdata.tables[st.io.get_scale(sdata).table_key].obsm["spatial"] * factor
     half = patch_px / 2
     return np.stack([read_tile(rgb, round(y - half), round(x - half), patch_px) for x, y in xy])
 

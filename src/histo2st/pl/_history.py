@@ -55,7 +55,8 @@ def history(
     """
     series = _series(model_or_history)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    available = sorted({k for _, r in series for r in r for k, v in r.items() if v is not None and k != "epoch"})
+    records = [r for _, history in series for r in history]
+    available = sorted({k for r in records for k, v in r.items() if v is not None and k != "epoch"})
     missing = [m for m in metrics if m not in available]
     if missing:
         hint = " (validation metrics exist only when training had validation spots)" if any(
@@ -65,8 +66,8 @@ def history(
 
     fig, axes = panel_grid(1, len(metrics), ax, panel_size)
     for a, metric in zip(axes[0], metrics, strict=True):
-        for label, records in series:
-            rows = [(r.get("epoch", i + 1), r[metric]) for i, r in enumerate(records) if r.get(metric) is not None]
+        for label, history in series:
+            rows = [(r.get("epoch", i + 1), r[metric]) for i, r in enumerate(history) if r.get(metric) is not None]
             if not rows:
                 continue
             epochs, values = (np.asarray(v, dtype=np.float64) for v in zip(*rows, strict=True))

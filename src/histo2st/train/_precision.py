@@ -6,8 +6,8 @@ from __future__ import annotations
 def native_bfloat16(device: str) -> bool:
     """``True`` on CUDA devices with bfloat16 support and on CPUs with AMX tiles (Intel Sapphire Rapids and later).
 
-    There bfloat16 autocast runs convolutions at about twice the float32 speed (a BYOL step of 32 tiles of 96 px
-    took 0.50 s instead of 1.15 s on a 2-core AMX CPU); elsewhere it is emulated and slower than float32.
+    There bfloat16 autocast is faster than float32 (a BYOL step of 32 tiles of 96 px took 1.5-2.3x less time on a
+    2-core AMX CPU, ``benchmarks/pretrain_speed.py``); elsewhere it is emulated and slower than float32.
     """
     import torch
 
