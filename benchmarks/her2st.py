@@ -105,10 +105,13 @@ def run_model_fold(spec: dict) -> dict:
     else:
         model = st.tl.fit(training, "pixnet" if spec["model"].startswith("pixnet") else spec["model"], genes=genes,
                           **spec["fit"])  # fmt: skip
+        # per member: a seed ensemble (`n_seeds` in --pixnet-params) has several
+        members = model.members if isinstance(model, st.model.Ensemble) else [model]
         record = {
-            "epochs": len(model.history),
-            "seconds_per_epoch": float(np.mean([h["epoch_seconds"] for h in model.history])),
-            "best_val_pcc": model.card.get("validation_metrics", {}).get("val_pcc"),
+            "epochs": [len(m.history) for m in members],
+            "seconds_per_epoch": float(np.mean([h["epoch_seconds"] for m in members for h in m.history])),
+            "best_val_pcc": [m.card.get("validation_metrics", {}).get("val_pcc") for m in members],
+            "val_pcc_per_epoch": [[h.get("val_pcc") for h in m.history] for m in members],
             "hyperparameters": model.init_params,
             "microns_per_pixel": model.microns_per_pixel,
         }

@@ -96,7 +96,7 @@ def test_every_model_in_one_run(script, tmp_path, capsys):
     models = her2st["folds"][0]["models"]
     assert list(models) == ["pixnet", "thitogene", "ridge"]
     for name in ("pixnet", "thitogene"):
-        assert models[name]["epochs"] == 1
+        assert models[name]["epochs"] == [1]  # per member
         assert models[name]["rows"][0]["n_genes"] == 250
     assert models["pixnet"]["hyperparameters"]["hidden_dim"] == 8
     assert {row["model"] for row in multiscale["results"]} == {"pixnet", "thitogene", "ridge"}
@@ -104,6 +104,17 @@ def test_every_model_in_one_run(script, tmp_path, capsys):
     assert n[("pixnet", "8 µm bins")] == n[("thitogene", "8 µm bins")] == n[("ridge", "8 µm bins")] > 0
     assert sorted(multiscale["dense_map"]) == ["pixnet", "thitogene"]
     assert [row["bin_um"] for row in multiscale["dense_map"]["pixnet"]] == [2, 8, 16]
+
+
+def test_her2st_seed_ensemble_records_every_member(script, capsys):
+    ensemble = json.dumps({**json.loads(TINY_PIXNET), "n_seeds": 2})
+    tiny = [*TINY_MODELS[: TINY_MODELS.index("--pixnet-params")], "--pixnet-params", ensemble]
+    result = script("her2st").main([*HER2ST_SYNTHETIC, *tiny, "--models", "pixnet"])
+    capsys.readouterr()
+    pixnet = result["folds"][0]["models"]["pixnet"]
+    assert pixnet["epochs"] == [1, 1]
+    assert len(pixnet["val_pcc_per_epoch"]) == 2
+    assert np.isfinite(pixnet["rows"][0]["PCC@M"])
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 import histo2st as st
@@ -45,3 +46,27 @@ def test_encoder_lr_default_is_the_paper_single_rate(tiny_pixnet):
         len(list(model.module.encoder.parameters())),
         len(list(model.module.parameters())) - len(list(model.module.encoder.parameters())),
     ]
+
+
+def test_encoder_warmup_trains_the_decoder_alone_then_the_whole_network(tiny_pixnet):
+    model = PixNet(list("abcd"), microns_per_pixel=1.0, **{**tiny_pixnet, "crop_px": 64}, encoder_warmup_epochs=1)
+    encoder = model.module.encoder
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    model.train(_painted(), epochs=1, validation=0.0, progress=False)
+    # during the warm-up the encoder is untouched, batch norm statistics included
+    for key, value in encoder.state_dict().items():
+        torch.testing.assert_close(value, before[key], msg=key)
+    assert model.card["hyperparameters"]["encoder_warmup_epochs"] == 1
+
+    model.train(_painted(), epochs=2, validation=0.0, progress=False)
+    assert not model.module.encoder_frozen
+    assert not torch.equal(encoder.conv1.weight.detach(), before["conv1.weight"])
+
+
+def test_encoder_warmup_rejects_a_frozen_encoder_and_bad_values(tiny_pixnet):
+    with pytest.raises(ValueError, match="freeze_encoder"):
+        PixNet(list("abcd"), microns_per_pixel=1.0, **tiny_pixnet, freeze_encoder=True, encoder_warmup_epochs=1)
+    (section,), _ = prepare_sections(_painted(), list("abcd"), 1.0)
+    model = PixNet(list("abcd"), microns_per_pixel=1.0, **tiny_pixnet)
+    with pytest.raises(ValueError, match="encoder_warmup_epochs"):
+        PixNetPlan(model.module, [section], [], crop_px=64, encoder_warmup_epochs=-1)

@@ -49,6 +49,9 @@ class PixNet(BaseModel):
         Adam settings (paper: 5e-4, 1e-4).
     encoder_lr
         Learning rate of the encoder; ``None``: ``lr`` (the paper). For fine-tuning a pretrained encoder gently.
+    encoder_warmup_epochs
+        Train only the decoder, encoder frozen, for this many epochs, then the whole network (linear probing then
+        fine-tuning, for a pretrained encoder); ``0``: end to end from the start, as in the paper.
     crop_px
         Training crop edge in pixels at ``microns_per_pixel``.
     batch_size
@@ -68,7 +71,8 @@ class PixNet(BaseModel):
     """
 
     model_name = "pixnet"
-    _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "encoder_lr", "augment", "stain_augment")
+    _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "encoder_lr", "encoder_warmup_epochs",
+                  "augment", "stain_augment")  # fmt: skip
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class PixNet(BaseModel):
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
         encoder_lr: float | None = None,
+        encoder_warmup_epochs: int = 0,
         crop_px: int = 256,
         batch_size: int = 8,
         tile_px: int = 512,
@@ -89,6 +94,11 @@ class PixNet(BaseModel):
         stain_normalization: str | None = None,
         **module_kwargs,
     ) -> None:
+        if encoder_warmup_epochs and module_kwargs.get("freeze_encoder"):
+            raise ValueError(
+                "`encoder_warmup_epochs` unfreezes the encoder after the warm-up, but `freeze_encoder=True` keeps it "
+                "frozen; use one or the other."
+            )
         params = {
             "hidden_dim": hidden_dim,
             "encoder_weights": None if encoder_weights is None else str(encoder_weights),
@@ -96,6 +106,7 @@ class PixNet(BaseModel):
             "lr": lr,
             "weight_decay": weight_decay,
             "encoder_lr": encoder_lr,
+            "encoder_warmup_epochs": encoder_warmup_epochs,
             "crop_px": crop_px,
             "batch_size": batch_size,
             "tile_px": tile_px,

@@ -40,6 +40,11 @@ class PixNetPlan:
     encoder_lr
         Learning rate of the encoder; ``None``: ``lr``, as in the paper. A lower one keeps more of a pretrained
         encoder's features while the decoder, which starts from random weights, learns at ``lr``.
+    encoder_warmup_epochs
+        Epochs at the start during which the encoder is frozen (no gradients, batch norm statistics fixed) and only
+        the decoder learns; then the whole network is fine-tuned. Linear probing then fine-tuning (Kumar et al.,
+        ICLR 2022): the gradients of a random decoder would otherwise distort a pretrained encoder's features in the
+        first steps. ``0``: the paper's end-to-end training from the first step.
     augment
         Random flips, 90° rotations and colour jitter.
     stain_augment
@@ -59,6 +64,7 @@ class PixNetPlan:
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
         encoder_lr: float | None = None,
+        encoder_warmup_epochs: int = 0,
         augment: bool = True,
         stain_augment: bool = False,
     ) -> None:
@@ -67,6 +73,11 @@ class PixNetPlan:
         self.crop_px, self.batch_size, self.lam = crop_px, batch_size, lam
         self.lr, self.weight_decay, self.augment, self.stain_augment = lr, weight_decay, augment, stain_augment
         self.encoder_lr = encoder_lr
+        if not isinstance(encoder_warmup_epochs, int) or encoder_warmup_epochs < 0:
+            raise ValueError(f"`encoder_warmup_epochs` must be an int >= 0, got {encoder_warmup_epochs!r}.")
+        self.encoder_warmup_epochs = encoder_warmup_epochs
+        # the trainable parameters change between epochs: DDP must look for parameters without gradients
+        self.ddp_find_unused_parameters = encoder_warmup_epochs > 0
         r_max = max(float(s.radii.max()) for s in train if s.n_spots)
         smallest_read = crop_px / ZOOM[1] if stain_augment else crop_px
         if crop_px % 32 or smallest_read < 2 * r_max + 2:
@@ -93,6 +104,8 @@ class PixNetPlan:
         return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
 
     def batches(self, epoch: int, rng: np.random.Generator):
+        if self.encoder_warmup_epochs:
+            self.module.set_encoder_frozen(epoch < self.encoder_warmup_epochs)
         order = rng.permutation(len(self._anchors))
         n_anchor = self.crops_per_epoch
         picks = np.resize(order, n_anchor)

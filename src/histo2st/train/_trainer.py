@@ -180,7 +180,8 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids)
+        unused = getattr(self.plan, "ddp_find_unused_parameters", False)
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=unused)
 
     def _track_best(self, state: _TrainState, record: dict, module) -> None:
         value = None if self.config.monitor is None else record.get(self.config.monitor)
