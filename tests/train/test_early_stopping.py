@@ -1,6 +1,7 @@
 """The default guard against overfitting: early stopping on validation PCC, keeping the best epoch's weights."""
 
 import inspect
+import time
 
 import numpy as np
 import torch
@@ -48,3 +49,28 @@ def test_fit_validates_and_stops_early_by_default():
     assert defaults["validation"].default == 0.15
     assert defaults["patience"].default is not None
     assert defaults["epochs"].default <= 50
+
+
+class SlowPlan(CurvePlan):
+    """Twenty steps an epoch, each taking at least 50 ms."""
+
+    steps = 0
+
+    def batches(self, epoch, rng):
+        for _ in range(20):
+            time.sleep(0.05)
+            yield torch.from_numpy(rng.normal(size=(4, 1)).astype(np.float32))
+
+    def training_step(self, module, batch, device):
+        self.steps += 1
+        return super().training_step(module, batch, device)
+
+
+def test_time_budget_stops_within_an_epoch_and_still_validates():
+    plan = SlowPlan()
+    history = Trainer(plan, TrainerConfig(epochs=5, max_time=0.3, patience=None, progress=False)).fit()
+
+    assert [h["epoch"] for h in history] == [1]
+    assert plan.steps < 20  # a whole epoch takes 1 s: the budget of 0.3 s ends the first one part-way
+    assert len(plan.seen) == 1  # validated all the same
+    assert plan.module.weight.item() == plan.seen[0]

@@ -115,7 +115,8 @@ class BaseModel:
         patience
             Early stopping patience in epochs (on validation PCC); ``None`` trains all ``epochs``.
         max_time
-            Stop after the epoch during which this many seconds have passed.
+            Stop once this many seconds of training have passed (checked after every step; that epoch is still
+            validated).
         seed
             Random seed; default :attr:`histo2st.settings.seed`.
         progress

@@ -58,7 +58,7 @@ def fit(
         Stop after this many epochs without a better validation PCC (the best weights are kept); ``None`` trains
         all ``epochs``.
     max_time
-        Stop after the epoch during which this many seconds have passed.
+        Stop once this many seconds of training have passed (checked after every step; that epoch is still validated).
     seed
         Random seed; default :attr:`histo2st.settings.seed`. Ensemble members use ``seed``, ``seed + 1``, ...
     progress

@@ -85,7 +85,7 @@ def pretrain_encoder(
         Compute in bfloat16 (autocast). ``None``: where the device computes it natively, CUDA or a CPU with AMX
         (:func:`~histo2st.train._precision.native_bfloat16`), where it about halves the time of a step.
     max_time
-        Stop after the epoch during which this many seconds have passed.
+        Stop once this many seconds of training have passed (checked after every step; that epoch is still validated).
     checkpoint_dir
         Save a checkpoint after every epoch there and resume from it if one exists.
     seed

@@ -66,7 +66,8 @@ class TrainerConfig:
     progress
         Show a tqdm progress bar.
     max_time
-        Stop after the epoch during which this many seconds of training have passed.
+        Stop once this many seconds of training have passed, checked after every optimiser step: the epoch under way
+        ends there, is validated and checkpointed (a resume starts the next epoch).
     ema_decay
         Keep an exponential moving average of the weights (every floating-point entry of the state dict, batch norm
         statistics included), updated after each optimiser step with decay ``min(ema_decay, (1 + n) / (10 + n))``
@@ -130,7 +131,7 @@ class Trainer:
                 break
             rng = np.random.default_rng([cfg.seed, epoch, dist.rank])
             train_module.train()
-            losses, t0 = [], time.perf_counter()
+            losses, t0, out_of_time = [], time.perf_counter(), False
             for batch in self.plan.batches(epoch, rng):
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
@@ -143,6 +144,9 @@ class Trainer:
                     if ema is not None:
                         ema.update(module)
                 losses.append(float(out["loss"].detach()))
+                if self._out_of_time(start, dist, device):
+                    out_of_time = True
+                    break
             record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan}
             record["epoch_seconds"] = time.perf_counter() - t0
             module.eval()
@@ -162,8 +166,11 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", cfg.monitor)})
-            if cfg.max_time is not None and state.elapsed > cfg.max_time:
-                logger.info(f"Stopping after epoch {epoch + 1}: time budget of {cfg.max_time:.0f}s reached.")
+            if out_of_time:
+                logger.info(
+                    f"Stopping in epoch {epoch + 1} after {len(losses)} steps: time budget of {cfg.max_time:.0f}s "
+                    "reached."
+                )
                 break
         if bar is not None:
             bar.close()
@@ -173,6 +180,20 @@ class Trainer:
             module.load_state_dict(ema.state)
         module.eval()
         return self.history
+
+    def _out_of_time(self, start: float, dist: DistInfo, device) -> bool:
+        if self.config.max_time is None:
+            return False
+        over = time.perf_counter() - start > self.config.max_time
+        if not dist.enabled:
+            return over
+        import torch
+        import torch.distributed
+
+        # every rank must leave the epoch at the same step, or the next gradient all-reduce waits forever
+        flag = torch.tensor([float(over)], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _wrap(self, module, dist: DistInfo, device):
         if not dist.enabled:
