@@ -43,8 +43,8 @@ class PixNetPlan:
     encoder_warmup_epochs
         Epochs at the start during which the encoder is frozen (no gradients, batch norm statistics fixed) and only
         the decoder learns; then the whole network is fine-tuned. Linear probing then fine-tuning (Kumar et al.,
-        ICLR 2022): the gradients of a random decoder would otherwise distort a pretrained encoder's features in the
-        first steps. ``0``: the paper's end-to-end training from the first step.
+        ICLR 2022, who argue that a random decoder's first gradients distort a pretrained encoder's features).
+        ``0``: the paper's end-to-end training from the first step.
     augment
         Random flips, 90° rotations and colour jitter.
     stain_augment
