@@ -1,6 +1,7 @@
 """The histo2st data conventions: building, describing and checking samples."""
 
 from ._build import build_sample, check_counts
+from ._genes import as_gene_list
 from ._image import as_rgb_uint8, read_image
 from ._samples import as_samples
 from ._scale import SpatialScale, add_microns_system, get_scale, microns_transformations, pitch_from_centres, set_scale
@@ -10,6 +11,7 @@ __all__ = [
     "ConventionError",
     "SpatialScale",
     "add_microns_system",
+    "as_gene_list",
     "as_rgb_uint8",
     "as_samples",
     "build_sample",
