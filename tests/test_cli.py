@@ -99,6 +99,30 @@ def test_missing_store_exits_1_with_one_line(tmp_path, capsys):
     assert err.strip().splitlines()[-1].startswith("histo2st predict: error:")
 
 
+def test_info_reports_a_damaged_model_and_exits_1_with_one_line(tmp_path, tiny_pixnet, capsys):
+    from histo2st.model import PixNet
+
+    path = PixNet(["GENE00"], microns_per_pixel=4.0, **tiny_pixnet).save(tmp_path / "m")
+    assert main(["info", str(path)]) == 0
+    assert "integrity: weights match their sha256 in the card" in capsys.readouterr().out
+
+    weights = path / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"x")
+    assert main(["info", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "integrity: damaged: " in out
+    assert "model: pixnet" in out  # the card is still described
+    assert err.count("\n") == 1
+    assert err.startswith(f"histo2st info: error: '{weights}' does not match the sha256 recorded in its card.json")
+
+    (path / "card.json").write_text("{")
+    assert main(["info", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith(f"histo2st info: error: '{path / 'card.json'}' is not valid JSON")
+
+
 def test_info_prints_genes_and_scale(store, capsys):
     assert main(["info", str(store)]) == 0
     out = capsys.readouterr().out

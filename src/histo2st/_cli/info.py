@@ -11,7 +11,8 @@ from .config import UsageError
 HELP = "Describe a zarr store (elements, genes, scale) or a model directory (its model card)."
 DESCRIPTION = (
     "For a zarr store: its images and labels (shapes, dtypes, chunks), shapes, points and tables (n_obs x n_vars), "
-    "the genes of its spot table and its scale (µm per pixel). For a model directory: its model card (card.json)."
+    "the genes of its spot table and its scale (µm per pixel). For a model directory: its model card (card.json) and "
+    "whether its weights still match the sha256 the card records (a damaged model exits with status 1)."
 )
 DEFAULTS = {"path": None, "json": False}
 POSITIONAL = "path"
@@ -29,16 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(opts: argparse.Namespace) -> None:
-    """Describe ``opts.path`` as text or JSON."""
+    """Describe ``opts.path`` as text or JSON; a damaged model is described, then its error raised."""
     from ..model._base import CARD_FILE
     from .common import is_zarr_store
 
     if opts.path is None:
         raise UsageError("give a zarr store or a model directory.")
     path = Path(opts.path)
+    damage = None
     if (path / CARD_FILE).is_file():
-        card = json.loads((path / CARD_FILE).read_text())
-        info = {"kind": "model", "path": str(path), **card}
+        info, damage = describe_model(path)
         text = _model_text
     elif is_zarr_store(path):
         info = {"kind": "store", "path": str(path), **describe_store(path)}
@@ -48,6 +49,24 @@ def run(opts: argparse.Namespace) -> None:
     else:
         raise ValueError(f"'{path}' is neither a zarr store nor a model directory (no {CARD_FILE}).")
     print(json.dumps(info, indent=2, default=str) if opts.json else text(info))
+    if damage is not None:
+        raise damage
+
+
+def describe_model(path: Path) -> tuple[dict, Exception | None]:
+    """The model card at ``path`` with ``"integrity"``, and the error of a damaged weights file (else ``None``).
+
+    A card that cannot be read raises at once: nothing is left to describe.
+    """
+    from ..model._base import ModelFileError, check_model_dir, read_card
+
+    card = read_card(path)
+    try:
+        _, checked = check_model_dir(path)
+    except (ModelFileError, FileNotFoundError) as err:
+        return {"kind": "model", "path": str(path), "integrity": f"damaged: {err}", **card}, err
+    integrity = "weights match their sha256 in the card" if checked else "unchecked (saved without a sha256)"
+    return {"kind": "model", "path": str(path), "integrity": integrity, **card}, None
 
 
 def describe_store(path: Path) -> dict:

@@ -1,8 +1,8 @@
 """User-facing models: a network with its card, training, saving and loading."""
 
-from ._base import MODELS, BaseModel, load_model
+from ._base import MODELS, BaseModel, ModelFileError, load_model
 from ._ensemble import Ensemble
 from ._pixnet import PixNet
 from ._thitogene import THItoGene
 
-__all__ = ["MODELS", "BaseModel", "Ensemble", "PixNet", "THItoGene", "load_model"]
+__all__ = ["MODELS", "BaseModel", "Ensemble", "ModelFileError", "PixNet", "THItoGene", "load_model"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import pickle
 import shutil
 import time
 import uuid
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,8 +24,18 @@ if TYPE_CHECKING:
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
+#: Card entry holding the sha256 (hex) of ``weights.pt``, checked at load: a damaged file must not load silently.
+WEIGHTS_SHA256 = "weights_sha256"
+#: Card entries a single model is rebuilt from.
+CARD_ENTRIES = ("model", "genes", "microns_per_pixel", "init_params")
+#: What every damaged-file error ends with.
+FILE_FIX = "save the model again or restore the file"
 #: Model classes by ``model_name``; filled as subclasses are defined (used by ``st.tl.fit`` and ``load_model``).
 MODELS: dict[str, type[BaseModel]] = {}
+
+
+class ModelFileError(ValueError):
+    """A file of a saved model is damaged, replaced or unreadable; the message names the file and what to do."""
 
 
 class BaseModel:
@@ -256,7 +269,7 @@ class BaseModel:
 
         def write(tmp: Path) -> None:
             torch.save(self.module.state_dict(), tmp / WEIGHTS_FILE)
-            write_card(tmp, card)
+            write_card(tmp, {**card, WEIGHTS_SHA256: file_sha256(tmp / WEIGHTS_FILE)})
 
         write_dir_atomic(path, write, overwrite=overwrite)
         logger.info(f"Saved {self.model_name} model to '{path}'.")
@@ -264,15 +277,14 @@ class BaseModel:
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu") -> BaseModel | Ensemble:
-        """Load a model saved with :meth:`save` (through ``BaseModel`` also an :class:`Ensemble`)."""
-        import torch
+        """Load a model saved with :meth:`save` (through ``BaseModel`` also an :class:`Ensemble`).
 
+        The weights are checked against the sha256 in the card (models saved before it was recorded load unchecked).
+        A missing file raises :class:`FileNotFoundError`, a damaged or replaced one :class:`ModelFileError`.
+        """
         path = Path(path)
-        card_path = path / CARD_FILE
-        if not card_path.is_file():
-            raise FileNotFoundError(f"No model card at '{card_path}': is '{path}' a directory written by `model.save`?")
-        card = json.loads(card_path.read_text())
-        if card.get("model") == "ensemble":
+        card = read_card(path)
+        if card["model"] == "ensemble":
             from ._ensemble import Ensemble
 
             if cls is not BaseModel:
@@ -280,14 +292,25 @@ class BaseModel:
             return Ensemble.load(path, device=device)
         klass = MODELS.get(card.get("model"))
         if klass is None:
-            raise ValueError(f"Unknown model type {card.get('model')!r} in '{card_path}'; known: {sorted(MODELS)}.")
+            raise ValueError(
+                f"Unknown model type {card.get('model')!r} in '{path / CARD_FILE}'; known: {sorted(MODELS)}."
+            )
         if cls is not BaseModel and klass is not cls:
             raise TypeError(f"'{path}' holds a {klass.__name__}, not a {cls.__name__}.")
+        check_weights(path, card)
         model = klass(
             card["genes"], microns_per_pixel=card["microns_per_pixel"], **_without_weights(card["init_params"])
         )
-        state = torch.load(path / WEIGHTS_FILE, map_location=device, weights_only=True)
-        model.module.load_state_dict(state)
+        weights = path / WEIGHTS_FILE
+        state = _read_weights(weights, device)
+        try:
+            model.module.load_state_dict(state)
+        except RuntimeError as err:  # missing, unexpected or mis-shaped tensors: not the network the card describes
+            reason = str(err).splitlines()[0]
+            raise ModelFileError(
+                f"'{weights}' does not fit the {klass.__name__} its {CARD_FILE} describes ({reason}): the file or "
+                f"the card was replaced; {FILE_FIX}."
+            ) from None
         model.module.eval()
         model.history = card.pop("history", [])
         model.card = card
@@ -313,6 +336,93 @@ def load_model(path: str | Path, *, device: str = "cpu") -> BaseModel | Ensemble
     The model, of the class recorded in its card; a :class:`histo2st.model.Ensemble` for a saved ensemble.
     """
     return BaseModel.load(path, device=device)
+
+
+def read_card(path: str | Path) -> dict:
+    """The model card of the model directory ``path``, checked to be one.
+
+    Raises :class:`FileNotFoundError` without ``card.json`` and :class:`ModelFileError` for a card that is not valid
+    JSON or lacks what loading needs.
+    """
+    path = Path(path)
+    card_path = path / CARD_FILE
+    if not card_path.is_file():
+        raise FileNotFoundError(f"No model card at '{card_path}': is '{path}' a directory written by `model.save`?")
+    try:
+        card = json.loads(card_path.read_text())
+    except ValueError as err:  # JSONDecodeError, or UnicodeDecodeError for bytes that are no text
+        raise ModelFileError(f"'{card_path}' is not valid JSON ({err}): the file is damaged; {FILE_FIX}.") from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"'{card_path}' is not a model card (a JSON object): the file was replaced; {FILE_FIX}.")
+    needed = ("model", "members") if card.get("model") == "ensemble" else CARD_ENTRIES
+    missing = [key for key in needed if key not in card]
+    if missing:
+        raise ModelFileError(
+            f"'{card_path}' lacks {', '.join(map(repr, missing))}: the file is damaged or was edited; {FILE_FIX}."
+        )
+    return card
+
+
+def check_weights(path: str | Path, card: dict) -> bool:
+    """Check ``weights.pt`` in the model directory ``path`` against the sha256 recorded in ``card``.
+
+    Returns ``False`` when the card records none (saved before histo2st recorded it), so the file is unchecked.
+    Raises :class:`FileNotFoundError` without the file and :class:`ModelFileError` when it does not match.
+    """
+    weights = Path(path) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"'{weights}' is missing: the model directory is incomplete; {FILE_FIX}.")
+    expected = card.get(WEIGHTS_SHA256)
+    if expected is None:
+        logger.debug(
+            f"'{Path(path) / CARD_FILE}' records no sha256 (an older histo2st saved it); '{weights}' unchecked."
+        )
+        return False
+    if file_sha256(weights) != expected:
+        raise ModelFileError(
+            f"'{weights}' does not match the sha256 recorded in its {CARD_FILE}: the file is damaged or was "
+            f"replaced; {FILE_FIX}."
+        )
+    return True
+
+
+def check_model_dir(path: str | Path) -> tuple[dict, bool]:
+    """The card of the model or ensemble directory ``path`` once every card and weights file in it is checked.
+
+    Returns the card and whether every weights file matched a recorded sha256 (``False``: some were saved before it
+    was recorded and are unchecked). Raises like :func:`read_card` and :func:`check_weights`.
+    """
+    path = Path(path)
+    card = read_card(path)
+    if card["model"] == "ensemble":
+        checked = [check_model_dir(path / name)[1] for name in card["members"]]
+        return card, all(checked)
+    return card, check_weights(path, card)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of the file at ``path``."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _read_weights(weights: Path, device: str) -> dict:
+    """The state dict in ``weights``; :class:`ModelFileError` when the file is not one (empty, truncated)."""
+    import torch
+
+    # torch.save writes a zip archive whose directory is at the end: an empty or truncated file has none, which
+    # torch reports as a bare EOFError or an unrelated-looking RuntimeError
+    if not zipfile.is_zipfile(weights):
+        raise ModelFileError(
+            f"'{weights}' is not a PyTorch weights file (empty or truncated): the file is damaged; {FILE_FIX}."
+        )
+    try:
+        return torch.load(weights, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refuses anything but tensors and plain containers
+        reason = str(err).splitlines()[0]
+        raise ModelFileError(
+            f"'{weights}' cannot be read as PyTorch weights ({reason}): the file was replaced; {FILE_FIX}."
+        ) from None
 
 
 def write_dir_atomic(path: str | Path, write, *, overwrite: bool) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import dask.array as da
 import numpy as np
 
 from .._logging import logger
-from ._base import CARD_FILE, BaseModel, write_card, write_dir_atomic
+from ._base import BaseModel, read_card, write_card, write_dir_atomic
 
 ENSEMBLE_NAME = "ensemble"
 
@@ -144,7 +143,7 @@ class Ensemble:
         return stacked.mean(0), stacked.std(0)
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Save every member (``member_<i>/``, each by its own ``save``) and the ensemble's card to ``path``.
+        """Save every member (``member_<i>/``, each by its own ``save``, with its weights' sha256) and a card.
 
         The directory appears complete or not at all; ``overwrite`` replaces an existing one.
         """
@@ -169,9 +168,12 @@ class Ensemble:
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu") -> Ensemble:
-        """Load an ensemble saved with :meth:`save` (also what :func:`histo2st.tl.load_model` does)."""
+        """Load an ensemble saved with :meth:`save` (also what :func:`histo2st.tl.load_model` does).
+
+        Each member is checked like a single model (see :meth:`BaseModel.load`).
+        """
         path = Path(path)
-        card = json.loads((path / CARD_FILE).read_text())
+        card = read_card(path)
         if card.get("model") != ENSEMBLE_NAME:
             raise TypeError(f"'{path}' holds a single {card.get('model')!r} model, not an ensemble.")
         return cls([BaseModel.load(path / name, device=device) for name in card["members"]])
