@@ -50,3 +50,31 @@ def test_as_samples_accepts_one_list_and_dict(tiny_sample):
         as_samples([tiny_sample, tiny_sample])
     with pytest.raises(TypeError, match="SpatialData"):
         as_samples(42)
+
+
+@pytest.mark.parametrize("value", [None, float("nan")], ids=["none", "nan"])
+def test_an_unknown_scale_says_how_to_set_it(tiny_sample, value):
+    tiny_sample.attrs["histo2st"]["microns_per_pixel"] = value
+    fix = r"the scale is unknown\. Set it with `histo2st\.io\.set_scale\(sdata, microns_per_pixel=\.\.\.\)`\."
+    with pytest.raises(st.io.ConventionError, match=rf"\['microns_per_pixel'\]` .*{fix}"):
+        st.io.validate(tiny_sample)
+    st.io.set_scale(tiny_sample, microns_per_pixel=1.0)
+    assert st.io.validate(tiny_sample).microns_per_pixel == 1.0
+
+
+def test_a_float_image_with_nan_names_the_pixels_and_how_to_fill_them():
+    image = np.full((60, 80, 3), 0.8, dtype=np.float32)
+    image[:10, :5, 0] = np.nan
+    xy = np.array([[20.0, 20.0], [40.0, 40.0]])
+    with pytest.raises(ValueError, match=r"`image` has NaN at 50 of its 4800 pixels") as err:
+        st.io.from_arrays(image, xy, np.ones((2, 1)), ["a"], microns_per_pixel=1.0, spot_diameter_um=5.0)
+    assert "np.nan_to_num(image, nan=1.0)" in str(err.value)
+    assert "tissue_mask" in str(err.value)
+
+
+def test_validate_names_a_public_fix_for_a_float_image(tiny_sample):
+    tiny_sample.images["he"] = tiny_sample.images["he"].astype(np.float32)
+    with pytest.raises(st.io.ConventionError, match=r"must be uint8 \(0-255\), got float32") as err:
+        st.io.validate(tiny_sample)
+    assert "st.io.from_arrays" in str(err.value)
+    assert "as_rgb_uint8" not in str(err.value)

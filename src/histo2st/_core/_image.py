@@ -100,7 +100,18 @@ def _to_uint8(arr: da.Array, *, name: str) -> da.Array:
         warnings.warn(f"`{name}` is uint16; scaling to uint8 (x // 257).", UserWarning, stacklevel=4)
         return (arr // 257).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
-        lo, hi = (float(v) for v in da.compute(arr.min(), arr.max()))
+        with warnings.catch_warnings():  # nanmin/nanmax of an all-NaN image warn; the NaN error below says more
+            warnings.simplefilter("ignore", RuntimeWarning)
+            n_nan, lo, hi = (
+                float(v) for v in da.compute(da.isnan(arr).any(axis=0).sum(), da.nanmin(arr), da.nanmax(arr))
+            )
+        if n_nan:
+            raise ValueError(
+                f"`{name}` has NaN at {int(n_nan)} of its {arr.shape[1] * arr.shape[2]} pixels; an H&E image needs a "
+                "value at every pixel. Fill them before loading, with white where they are background "
+                "(`np.nan_to_num(image, nan=1.0)` for values in [0, 1], `nan=255` for [0, 255]): the tissue "
+                "detection of `st.tl.predict` leaves white out, and its `tissue_mask=` masks any other region."
+            )
         if lo < 0 or hi > 255 or not np.isfinite(lo + hi):
             raise ValueError(f"`{name}` is float with values in [{lo}, {hi}]; expected [0, 1] or [0, 255].")
         factor = 255.0 if hi <= 1.0 else 1.0

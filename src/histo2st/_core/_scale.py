@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .._constants import ATTRS_KEY, IMAGE_KEY, MICRONS_CS, PIXEL_CS, SHAPES_KEY, TABLE_KEY
+
+#: Lengths of a :class:`SpatialScale` in µm, each positive and finite.
+LENGTHS = ("microns_per_pixel", "spot_diameter_um")
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,10 @@ class SpatialScale:
     table_key: str = TABLE_KEY
 
     def __post_init__(self) -> None:
-        for name in ("microns_per_pixel", "spot_diameter_um"):
-            value = getattr(self, name)
-            if value is None and name == "spot_diameter_um":
-                continue
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
+        for name in LENGTHS:
+            problem = _length_problem(name, getattr(self, name))
+            if problem is not None:
+                raise ValueError(f"`{name}` {problem}.")
 
     @property
     def spot_radius_px(self) -> float:
@@ -82,7 +84,25 @@ def get_scale(sdata) -> SpatialScale:
             "reader, or add it with `histo2st.io.set_scale(sdata, microns_per_pixel=..., spot_diameter_um=...)`."
         )
     fields = SpatialScale.__dataclass_fields__
-    return SpatialScale(**{k: v for k, v in dict(meta).items() if k in fields})
+    values = {k: v for k, v in dict(meta).items() if k in fields}
+    for name in LENGTHS:
+        problem = _length_problem(name, values.get(name))
+        if problem is not None:
+            raise ValueError(
+                f"Sample '{values.get('sample', 'sample')}': `sdata.attrs['histo2st']['{name}']` {problem}, so the "
+                f"scale is unknown. Set it with `histo2st.io.set_scale(sdata, {name}=...)`."
+            )
+    return SpatialScale(**values)
+
+
+def _length_problem(name: str, value) -> str | None:
+    """What is wrong with the length ``name`` of a scale (``None``: nothing); only a spot diameter may be absent."""
+    if value is None:
+        return None if name == "spot_diameter_um" else "is None"
+    # np.isfinite raises a TypeError of its own on None or a string
+    if not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+        return f"must be a positive finite number, got {value!r}"
+    return None
 
 
 def set_scale(sdata, scale: SpatialScale | None = None, **kwargs) -> SpatialScale:

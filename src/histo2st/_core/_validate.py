@@ -54,7 +54,11 @@ def validate(sdata, *, require_counts: bool = True) -> SpatialScale:
     level = image["scale0"].ds["image"] if hasattr(image, "children") else image
     need(level.dims == ("c", "y", "x"), f"image '{scale.image_key}' must have dims (c, y, x), got {level.dims}.")
     need(level.shape[0] == 3, f"image '{scale.image_key}' must have 3 channels (RGB), got {level.shape[0]}.")
-    need(level.dtype == np.uint8, f"image '{scale.image_key}' must be uint8, got {level.dtype}; see `as_rgb_uint8`.")
+    need(
+        level.dtype == np.uint8,
+        f"image '{scale.image_key}' must be uint8 (0-255), got {level.dtype}; convert it, or build the sample with "
+        "`st.io.from_arrays`, which converts uint16 and float images.",
+    )
     systems = get_transformation(image, get_all=True)
     for cs in (PIXEL_CS, MICRONS_CS):
         need(cs in systems, f"image '{scale.image_key}' lacks the '{cs}' coordinate system; call `set_scale(sdata)`.")
