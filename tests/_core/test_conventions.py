@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import histo2st as st
-from histo2st._core import as_samples
+from histo2st._core import as_gene_list, as_samples
 
 
 def test_import_does_not_import_torch():
@@ -78,3 +78,16 @@ def test_validate_names_a_public_fix_for_a_float_image(tiny_sample):
         st.io.validate(tiny_sample)
     assert "st.io.from_arrays" in str(err.value)
     assert "as_rgb_uint8" not in str(err.value)
+
+
+def test_as_gene_list_keeps_a_string_whole():
+    assert as_gene_list(None) is None
+    assert as_gene_list("GENE00") == ["GENE00"]
+    assert as_gene_list(("a", "b")) == ["a", "b"]
+
+
+def test_from_arrays_takes_one_gene_as_a_string():
+    image = np.zeros((60, 80, 3), dtype=np.uint8)
+    xy = np.array([[20.0, 20.0], [40.0, 40.0]])
+    sdata = st.io.from_arrays(image, xy, np.ones((2, 1)), "GENE00", microns_per_pixel=1.0, spot_diameter_um=5.0)
+    assert sdata["table"].var_names.tolist() == ["GENE00"]

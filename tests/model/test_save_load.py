@@ -106,3 +106,13 @@ def test_an_ensemble_refuses_a_damaged_member(tmp_path, tiny_pixnet):
     _flip_a_byte(path / "member_1" / "weights.pt")
     with pytest.raises(ModelFileError, match=r"member_1/weights\.pt' does not match the sha256"):
         st.tl.load_model(path)
+
+
+def test_a_model_takes_one_gene_as_a_string(tiny_pixnet):
+    assert PixNet("GENE00", microns_per_pixel=4.0, **tiny_pixnet).genes == ["GENE00"]
+
+
+def test_check_genes_takes_one_gene_as_a_string(tiny_pixnet):
+    model = PixNet(["GENE00", "GENE01"], microns_per_pixel=4.0, **tiny_pixnet)
+    assert model.check_genes("GENE01") == [1]
+    assert Ensemble([model]).check_genes("GENE01") == [1]

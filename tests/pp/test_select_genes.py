@@ -111,12 +111,21 @@ def test_list_with_no_present_gene_raises_even_with_drop(tiny_sample):
 def test_unknown_method_lists_valid_ones(tiny_sample):
     with pytest.raises(ValueError, match=r"Unknown gene selection method 'variance'\. Valid: 'mean', 'hvg'"):
         st.pp.select_genes(tiny_sample, method="variance")
+    with pytest.raises(ValueError, match=r"Unknown gene selection method 'variance'\. Valid: 'mean', 'hvg'"):
+        st.pp.select_genes(tiny_sample, method="variance", missing="drop")
     with pytest.raises(FileNotFoundError, match="Gene list file not found"):
         st.pp.select_genes(tiny_sample, method="missing_genes.npy")
     with pytest.raises(ValueError, match="`missing` must be one of"):
         st.pp.select_genes(tiny_sample, method=["a"], missing="ignore")
     with pytest.raises(ValueError, match="twice"):
         st.pp.select_genes(tiny_sample, method=["a", "b", "a"])
+
+
+def test_one_gene_as_a_string(tiny_sample):
+    report = st.pp.select_genes(tiny_sample, method="c")
+    assert report.genes == ["c"]
+    assert tiny_sample["table"].var_names.tolist() == ["c"]
+    assert tiny_sample["table"].uns["histo2st"]["select_genes"]["source"] is None
 
 
 def test_ranking_methods_need_normalised_tables(tiny_sample):

@@ -100,6 +100,12 @@ def test_subset_in_another_order_is_aligned_by_spot_name():
     assert np.isnan(sdata.tables["pred_spots"].var.loc["G0", "evaluation_pcc"])
 
 
+def test_one_gene_as_a_string():
+    sdata = _section("S", 4)
+    _add_prediction(sdata, noise=0.0)
+    assert st.tl.evaluate(sdata, genes="G1").loc["S", "n_genes"] == 1
+
+
 def test_gene_scores_ranks_genes_within_sections(sections):
     st.tl.evaluate(sections)
     scores = st.tl.gene_scores(sections)

@@ -56,6 +56,12 @@ def test_prediction_equal_to_truth_scores_one(small_tissue, truth):
     assert entry["8"]["ssim"][0] == pytest.approx(1.0)
 
 
+def test_one_gene_as_a_string(small_tissue, truth):
+    sdata = _with_prediction(small_tissue, truth, 2.0)
+    summary = st.tl.evaluate_dense(sdata, bins_um=(16,), genes="GENE00", normalize_truth=False)
+    assert summary.loc[0, "n_genes"] == 1
+
+
 def test_bins_covering_missing_values_are_left_out(small_tissue, truth):
     pred = truth.copy()
     pred[:, 100:110, 40:50] = np.nan  # 20 x 20 µm off "tissue", from (80, 200) µm

@@ -20,6 +20,11 @@ def test_prepare_sections_requires_normalised_tables(tiny_sample):
         prepare_sections(tiny_sample, ["a"], microns_per_pixel=1.0)
 
 
+def test_prepare_sections_takes_one_gene_as_a_string(small_tissue):
+    (section,), _ = prepare_sections(small_tissue, "GENE00", microns_per_pixel=4.0)
+    np.testing.assert_allclose(section.targets, small_tissue["table"][:, ["GENE00"]].X.toarray(), rtol=1e-6)
+
+
 def test_split_validation_by_spots_is_disjoint(small_tissue):
     sections, _ = prepare_sections(small_tissue, ["GENE00"] if "GENE00" in small_tissue["table"].var_names
                                    else list(small_tissue["table"].var_names[:1]), microns_per_pixel=2.0)  # fmt: skip

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._constants import IMAGE_KEY, SHAPES_KEY, TABLE_KEY
-from .._core import SpatialScale, build_sample, pitch_from_centres
+from .._core import SpatialScale, as_gene_list, build_sample, pitch_from_centres
 
 
 def derive_microns_per_pixel(spot_xy: np.ndarray, spot_pitch_um: float) -> float:
@@ -27,7 +27,7 @@ def from_arrays(
     image,
     spot_xy: np.ndarray,
     counts,
-    genes: Sequence[str],
+    genes: str | Sequence[str],
     *,
     microns_per_pixel: float | None = None,
     spot_diameter_um: float,
@@ -52,7 +52,7 @@ def from_arrays(
     counts
         ``(n, n_genes)`` raw counts (dense or scipy sparse), non-negative.
     genes
-        Unique gene names.
+        Unique gene names, one per column of ``counts`` (a string is one gene).
     microns_per_pixel
         Size of an image pixel in µm. If ``None`` it is derived from ``spot_pitch_um`` and the spot centres.
     spot_diameter_um
@@ -95,7 +95,7 @@ def from_arrays(
         image,
         spot_xy,
         counts,
-        genes,
+        as_gene_list(genes),
         scale=scale,
         spot_names=spot_names,
         array_coords=array_coords,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._core import as_gene_list
 from .._logging import logger
 from .._settings import settings
 from ..pp._stain import STAIN_METHODS
@@ -53,7 +54,7 @@ class BaseModel:
             MODELS[cls.model_name] = cls
 
     def __init__(self, genes, *, microns_per_pixel: float, init_params: dict) -> None:
-        genes = [str(g) for g in genes]
+        genes = [str(g) for g in as_gene_list(genes)]
         if len(set(genes)) != len(genes):
             raise ValueError("Gene names must be unique.")
         if microns_per_pixel <= 0:
@@ -252,7 +253,8 @@ class BaseModel:
         return len(self.genes)
 
     def check_genes(self, genes) -> list[int]:
-        """Indices of ``genes`` in the model's genes; a clear error lists those the model does not predict."""
+        """Indices of ``genes`` (a string is one gene) in the model's genes; an error lists those it lacks."""
+        genes = as_gene_list(genes)
         missing = [g for g in genes if g not in self.genes]
         if missing:
             raise KeyError(

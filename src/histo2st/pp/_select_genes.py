@@ -71,6 +71,7 @@ def select_genes(
           ``n_top`` genes are kept: where scanpy marks extra genes tied at the cut-off, the first in gene order win.
         - a list of gene names, or a path to a ``.npy`` (array of names, loaded without pickle) or ``.txt``
           (one name per line) file, such as THItoGene's ``her_hvg_cut_1000.npy``. The order of the list is kept.
+          Any other string is one gene (scanpy's convention).
     missing
         For a fixed list, what to do with genes not measured in every sample: ``"raise"`` an error naming them,
         or ``"drop"`` them with a log message.
@@ -107,6 +108,7 @@ def select_genes(
     if missing not in MISSING:
         raise ValueError(f"`missing` must be one of {MISSING}, got {missing!r}.")
     listed = _gene_list(method)
+    one_gene = _is_one_gene(method)
     if listed is None and (not isinstance(n_top, int | np.integer) or n_top < 1):
         raise ValueError(f"`n_top` must be a positive int, got {n_top!r}.")
     start = time.perf_counter()
@@ -123,6 +125,11 @@ def select_genes(
             f"samples, per sample: {per_sample}."
         )
 
+    if one_gene and method not in common:  # more likely a misspelt method than a gene nobody measured
+        raise ValueError(
+            f"Unknown gene selection method {method!r}. Valid: {', '.join(repr(m) for m in METHODS)}, a list of gene "
+            f"names, a path to a {' or '.join(LIST_SUFFIXES)} gene list, or one gene measured in every sample."
+        )
     absent: list[str] = []
     if listed is not None:
         genes, absent = _check_listed(listed, common, tables, missing)
@@ -137,6 +144,8 @@ def select_genes(
         genes = _top_by_mean(tables, common, n_top) if method == "mean" else _top_hvg(tables, common, n_top)
         method_name = method
 
+    # the file a fixed list was read from, recorded beside the genes
+    source = str(method) if isinstance(method, str | Path) and listed is not None and not one_gene else None
     for name, sdata in samples.items():
         table = tables[name]
         if subset:
@@ -146,7 +155,7 @@ def select_genes(
             table.var[key_added] = table.var_names.isin(genes)
         histo2st_uns(table)["select_genes"] = {
             "method": method_name,
-            "source": str(method) if isinstance(method, str | Path) and method_name == "list" else None,
+            "source": source,
             "n_top": None if listed is not None else int(n_top),
             "subset": subset,
             "key_added": None if subset else key_added,
@@ -164,7 +173,9 @@ def _gene_list(method) -> list[str] | None:
     """The fixed gene list that ``method`` names, or ``None`` for a ranking method; raises for anything else."""
     if isinstance(method, str) and method in METHODS:
         return None
-    if isinstance(method, str | Path):
+    if _is_one_gene(method):
+        names = [method]
+    elif isinstance(method, str | Path):
         path = Path(method)
         if path.suffix.lower() not in LIST_SUFFIXES:
             raise ValueError(
@@ -188,6 +199,11 @@ def _gene_list(method) -> list[str] | None:
     if dup:
         raise ValueError(f"The gene list names {len(dup)} genes twice, e.g. {dup[:5]}; remove the duplicates.")
     return names
+
+
+def _is_one_gene(method) -> bool:
+    """Whether ``method`` names one gene: a string that is neither a ranking method nor a gene-list file."""
+    return isinstance(method, str) and method not in METHODS and Path(method).suffix.lower() not in LIST_SUFFIXES
 
 
 def _common_genes(tables: dict) -> pd.Index:

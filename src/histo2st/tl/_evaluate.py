@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .._constants import ATTRS_KEY, PRED_KEY, TABLE_KEY
+from .._core import as_gene_list
 from .._logging import log_added, logger
 from ..metrics import PCC_SUMMARY, kmeans_ari, mae, mse, pcc_summary, pearson_per_gene
 
@@ -49,7 +50,8 @@ def evaluate(
         Table of measured expression, on the scale the model was trained on (log-normalised ``X`` after
         :func:`histo2st.pp.normalize`); ``X`` may be sparse.
     genes
-        Genes to evaluate; default every gene in both tables of every section (in the prediction's order).
+        Genes to evaluate (a string is one gene); default every gene in both tables of every section (in the
+        prediction's order).
     n_clusters
         Also cluster the spots of each section with k-means into this many domains, once on the predicted and once on
         the measured expression (THItoGene protocol), and report the adjusted Rand index between the two labelings.
@@ -222,7 +224,7 @@ def _genes_to_evaluate(pairs: dict, genes, pred_key: str, truth_key: str) -> lis
                 "for these samples' genes, or pass `genes=`."
             )
         return common.tolist()
-    genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
+    genes = [str(g) for g in as_gene_list(genes)]
     if not genes or len(set(genes)) < len(genes):
         raise ValueError("`genes` must be a non-empty list of distinct gene names.")
     for name, (pred, truth) in pairs.items():

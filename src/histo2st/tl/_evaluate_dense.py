@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._constants import ATTRS_KEY, MICRONS_CS, PRED_KEY, TABLE_KEY, TRUTH_KEY, VISIUM_HD_BINS_UM
+from .._core import as_gene_list
 from .._logging import log_added
 from ..metrics import PCC_SUMMARY, mae, mse, pcc_per_gene, pcc_summary, ssim_per_gene
 from ._aggregate_arrays import aggregate_array
@@ -52,7 +53,8 @@ def evaluate_dense(
     bins_um
         Bin edges in µm.
     genes
-        Genes to compare; default every predicted gene that the truth has, in the prediction's order.
+        Genes to compare (a string is one gene); default every predicted gene that the truth has, in the prediction's
+        order.
     normalize_truth
         The synthetic truth holds expected UMI per pixel, the prediction is on the scale of its training targets. With
         ``True`` the binned truth is normalised like the measured spots: each bin to ``target_sum`` counts over all the
@@ -168,7 +170,7 @@ def _genes(pred, truth, genes, pred_key: str, truth_key: str) -> list[str]:
         if len(common) == 0:
             raise ValueError(f"Images '{pred_key}' and '{truth_key}' share no channel (gene); pass `genes=`.")
         return common.tolist()
-    genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
+    genes = [str(g) for g in as_gene_list(genes)]
     if not genes or len(set(genes)) < len(genes):
         raise ValueError("`genes` must be a non-empty list of distinct gene names.")
     for names, key in ((pred_genes, pred_key), (truth_genes, truth_key)):

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, SPATIAL_KEY
-from .._core import as_samples, validate
+from .._core import as_gene_list, as_samples, validate
 from .._core._resample import resample_image
 from .._logging import logger
 
@@ -75,12 +75,14 @@ def common_genes(samples: dict) -> list[str]:
 
 
 def prepare_sections(
-    data, genes: Sequence[str], microns_per_pixel: float, *, with_targets: bool = True
+    data, genes: str | Sequence[str], microns_per_pixel: float, *, with_targets: bool = True
 ) -> tuple[list[Section], dict]:
     """Resample every section to ``microns_per_pixel`` and collect spot centres and targets for ``genes``.
 
-    Returns the sections and the normalisation parameters (the same for all sections, or an error).
+    ``genes`` may be one gene as a string. Returns the sections and the normalisation parameters (the same for all
+    sections, or an error).
     """
+    genes = as_gene_list(genes)
     sections, norm = [], None
     for name, sdata in as_samples(data).items():
         scale = validate(sdata)
@@ -97,7 +99,7 @@ def prepare_sections(
                     f"Section '{name}' lacks {len(missing)} of the {len(genes)} genes, e.g. {missing[:5]}. Select "
                     "genes present in every section with `st.pp.select_genes([...])`."
                 )
-            x = table[:, list(genes)].X
+            x = table[:, genes].X
             targets = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
         factor = scale.microns_per_pixel / microns_per_pixel
         image = resample_image(sdata.images[scale.image_key].data, factor).compute()
