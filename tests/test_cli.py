@@ -155,7 +155,9 @@ def test_pretrain_then_fit_from_the_encoder(store, tmp_path, tiny_pixnet, capsys
     model_table = "\n".join(f"{key} = {value}" for key, value in tiny.items())
     config.write_text(f'n-top = 4\nmicrons_per_pixel = 4.0\n[model]\nencoder_weights = "{encoder}"\n{model_table}\n')
     model_dir = tmp_path / "model"
-    assert main(["fit", str(store), "--config", str(config), "--out", str(model_dir), "--epochs", "1", "-q"]) == 0
+    fit = ["fit", str(store), "--config", str(config), "--out", str(model_dir), "--epochs", "1"]
+    fit += ["--key-added", "from_encoder"]
+    assert main([*fit, "-q"]) == 0
     pretraining = json.loads((model_dir / "card.json").read_text())["encoder"]["weights"]["pretraining"]
     assert pretraining["slides"] == ["synthetic"]
     assert "transductive" in pretraining["transductive"]
@@ -186,6 +188,10 @@ def test_fit_predict_info_end_to_end(store, tmp_path, tiny_pixnet, capsys):
     assert "pred_square_16um" in back.tables
     assert main(["predict", str(store), "--model", str(model_dir)]) == 1
     assert "overwrite" in capsys.readouterr().err
+    # without --model: the model `fit` recorded in the store (named, since other tests record theirs there too)
+    assert main(["predict", str(store), "--model-key", "pixnet", "--key-added", "own", "-q"]) == 0
+    back = sd.read_zarr(store)
+    np.testing.assert_allclose(back.tables["own_spots"].X, back.tables["pred_spots"].X, rtol=1e-5, atol=1e-5)
 
     assert main(["info", str(model_dir)]) == 0
     out = capsys.readouterr().out

@@ -66,7 +66,7 @@ def test_truth_falls_back_to_measured_spots(predicted):
 
 
 def test_spot_um_plots_the_bins_table(predicted):
-    ax = st.pl.spatial_gene(predicted, "GENE00", spot_um=8, show=False)
+    ax = st.pl.spatial_gene(predicted, "GENE00", source="pred", spot_um=8, show=False)
     assert ax.get_title() == "GENE00: predicted, 8 µm bins"
     _, bins = ax.get_images()
     grid = np.ma.filled(bins.get_array(), np.nan)
@@ -76,7 +76,7 @@ def test_spot_um_plots_the_bins_table(predicted):
     np.testing.assert_allclose(grid[row, col], table[:, "GENE00"].X.ravel(), rtol=1e-6)
     assert bins.get_extent() == pytest.approx((0, 400, 400, 0))
     # no 16 µm table: the dense map, with a warning
-    ax = st.pl.spatial_gene(predicted, "GENE00", spot_um=16, show=False)
+    ax = st.pl.spatial_gene(predicted, "GENE00", source="pred", spot_um=16, show=False)
     assert ax.get_title() == "GENE00: predicted"
 
 
@@ -122,7 +122,7 @@ def test_zarr_backed_sample_is_read_strided_and_from_the_pyramid(predicted, tmp_
     backed = sd.read_zarr(tmp_path / "sample.zarr")
     assert isinstance(backed["pred"].data, da.Array)
 
-    ax = st.pl.spatial_gene(backed, "GENE00", max_px=30, show=False)
+    ax = st.pl.spatial_gene(backed, "GENE00", source="pred", max_px=30, show=False)
     he, pred_image = ax.get_images()
     assert max(he.get_array().shape[:2]) <= 30
     assert max(pred_image.get_array().shape) <= 30
@@ -130,7 +130,7 @@ def test_zarr_backed_sample_is_read_strided_and_from_the_pyramid(predicted, tmp_
     assert isinstance(backed["pred"].data, da.Array)  # still lazy: nothing was loaded into the element
 
     # levels 100, 50 and 25 px: the finest that fits in 60 px is read whole, not strided from full resolution
-    ax = st.pl.spatial_gene(backed, "GENE00", pred_key="pred_pyramid", max_px=60, show=False)
+    ax = st.pl.spatial_gene(backed, "GENE00", source="pred", pred_key="pred_pyramid", max_px=60, show=False)
     level = np.ma.filled(ax.get_images()[1].get_array(), np.nan)
     assert level.shape == (50, 50)
     expected = np.asarray(backed["pred_pyramid"]["scale1"].ds["image"].sel(c="GENE00").values, dtype=np.float32)

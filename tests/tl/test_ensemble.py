@@ -133,8 +133,10 @@ def test_predict_writes_the_std_image_and_table_layers(fitted, predicted):
         assert get_transformation(spread, system) == get_transformation(mean, system)
     maps = _members_maps(ensemble, sdata)
     values, spread = mean.data.compute(), spread.data.compute()
-    np.testing.assert_allclose(values, maps.mean(0).astype(np.float16), rtol=2e-3, atol=1e-3, equal_nan=True)
-    np.testing.assert_allclose(spread, maps.std(0).astype(np.float16), rtol=2e-3, atol=1e-3, equal_nan=True)
+    on = np.isfinite(values)  # the stored maps are also NaN off the tissue mask, at the mask's resolution
+    assert 0.3 < on.mean() < 1
+    np.testing.assert_allclose(values[on], maps.mean(0).astype(np.float16)[on], rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(spread[on], maps.std(0).astype(np.float16)[on], rtol=2e-3, atol=1e-3)
     np.testing.assert_array_equal(np.isnan(spread), np.isnan(values))  # NaN off tissue in both
 
     for key in ("pred_spots", "pred_square_100um"):

@@ -132,7 +132,7 @@ def test_on_a_fitted_model(tiny_pixnet):
     sdata = st.datasets.synthetic_tissue(size_um=400, microns_per_pixel=2.0, n_genes=6, seed=3)
     st.pp.normalize(sdata)
     model = st.tl.fit(sdata, "pixnet", epochs=1, microns_per_pixel=4.0, progress=False, **tiny_pixnet)
-    st.tl.predict(sdata, model)
+    st.tl.predict(sdata, model, tissue_mask=False)  # the map covers the whole truth
     spots = st.tl.evaluate(sdata, n_clusters=2)
     assert spots.loc["synthetic", "n_spots"] == sdata["table"].n_obs
     assert spots.loc["synthetic", "n_genes"] == 6

@@ -43,7 +43,7 @@ def test_predict_writes_dense_map_and_tables(fitted, tmp_path):
     code = (
         "import spatialdata as sd, numpy as np, sys; s = sd.read_zarr(sys.argv[1]); "
         "assert s['pred'].shape[1:] == (150, 150); assert s['pred_spots'].n_obs > 0; "
-        "assert np.isfinite(np.asarray(s['pred'].data[:, :10, :10].compute(), dtype=float)).all()"
+        "assert np.isfinite(np.asarray(s['pred'].data.compute(), dtype=float)).mean() > 0.5"
     )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
 

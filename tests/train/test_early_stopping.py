@@ -47,8 +47,10 @@ def test_training_stops_after_patience_and_keeps_the_best_epoch():
 def test_fit_validates_and_stops_early_by_default():
     defaults = inspect.signature(st.tl.fit).parameters
     assert defaults["validation"].default == 0.15
-    assert defaults["patience"].default is not None
-    assert defaults["epochs"].default <= 50
+    for preset in ("cpu", "paper"):
+        assert st.model.PixNet.presets[preset]["epochs"] <= 500
+    assert st.model.PixNet.presets["cpu"]["patience"] is not None
+    assert st.model.PixNet.presets["cpu"]["epochs"] <= 50
 
 
 class SlowPlan(CurvePlan):

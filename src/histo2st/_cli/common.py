@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from .._core._zarr import ZARR_NOTICES
+
 #: Errors that mean the job failed on its input (one line on stderr, exit code 1); anything else is a bug and keeps
 #: its traceback.
 JOB_ERRORS = (ValueError, KeyError, OSError, ImportError)
@@ -17,7 +19,7 @@ COMMON_DEFAULTS = {"config": None, "quiet": False, "verbose": False}
 ZARR_MARKERS = ("zarr.json", ".zgroup")
 #: Library notices that tell a command-line user nothing, silenced unless --verbose: zarr announcing a future default
 #: on every array written, and ome-zarr's "no parent found" for the label images of every store read.
-QUIET_WARNINGS = (r".*autosharding.*",)
+QUIET_WARNINGS = ZARR_NOTICES
 QUIET_LOGGERS = ("ome_zarr.reader",)
 
 

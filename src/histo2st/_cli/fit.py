@@ -1,4 +1,4 @@
-"""``histo2st fit``: train a model on zarr stores or her2st sections and save it."""
+"""``histo2st fit``: train a model on zarr stores or her2st sections, record it in the stores, and save it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 from .common import add_sample_arguments, add_training_arguments, check_sample_arguments
 from .config import UsageError
 
-HELP = "Train a model on samples (zarr stores or her2st sections) and save it."
+HELP = "Train a model on samples (zarr stores or her2st sections); it is saved in each store."
 DESCRIPTION = (
     "Read the samples, normalise tables that are not normalised yet (st.pp.normalize), select the genes "
-    "(st.pp.select_genes), train (st.tl.fit) and save the model directory (weights and card.json). Model "
+    "(st.pp.select_genes) and train (st.tl.fit), which saves the model inside every zarr store it was fit on "
+    "(`histo2st predict STORE` then finds it); --out also writes a model directory (weights and card.json). Model "
     "hyperparameters go in the config file's [model] table (its `name` key may choose the model)."
 )
 DEFAULTS = {
@@ -21,10 +22,12 @@ DEFAULTS = {
     "out": None,
     "overwrite": False,
     "model": "pixnet",
+    "preset": "auto",
+    "key_added": None,
     "n_top": 250,
     "genes": None,
     "gene_method": "mean",
-    "epochs": 30,
+    "epochs": None,
     "max_time": None,
     "validation": 0.15,
     "microns_per_pixel": None,
@@ -44,9 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``fit``."""
     d = DEFAULTS
     add_sample_arguments(parser)
-    parser.add_argument("--out", type=Path, metavar="DIR", help="model directory to write (required)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="also write the model to this directory")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a model of the same name in the stores, and --out"
+    )
     parser.add_argument("--model", metavar="NAME", help=f"model: pixnet or thitogene (default: {d['model']})")
+    parser.add_argument(
+        "--preset",
+        choices=("auto", "cpu", "paper"),
+        help="settings: cpu (measured best on a CPU, within minutes), paper (the paper's GPU settings) or auto "
+        f"(paper on a CUDA GPU, else cpu) (default: {d['preset']})",
+    )
+    parser.add_argument(
+        "--key-added", metavar="KEY", help="name of the model in the stores (default: the model's name)"
+    )
     parser.add_argument(
         "--n-top",
         type=int,
@@ -55,8 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--genes", type=Path, metavar="FILE", help="gene list (.txt, one per line, or .npy) to use")
     parser.add_argument("--gene-method", choices=("mean", "hvg"), help=f"gene ranking (default: {d['gene_method']})")
-    parser.add_argument("--epochs", type=int, metavar="N", help=f"maximum training epochs (default: {d['epochs']})")
-    parser.add_argument("--max-time", type=float, metavar="SECONDS", help="stop after the epoch that passes this")
+    parser.add_argument("--epochs", type=int, metavar="N", help="maximum training epochs (default: the preset's)")
+    parser.add_argument(
+        "--max-time",
+        type=float,
+        metavar="SECONDS",
+        help="stop training after this many seconds, checked after every step (default: the preset's)",
+    )
     parser.add_argument(
         "--validation",
         nargs="+",
@@ -80,12 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(opts: argparse.Namespace) -> None:
-    """Read, normalise, select genes, train and save."""
-    if opts.out is None:
-        raise UsageError("--out is required: the model directory to write.")
+    """Read, normalise, select genes, train, record in the stores and save."""
     check_sample_arguments(opts)
-    out = Path(opts.out)
-    if out.exists() and not opts.overwrite:
+    if opts.out is None and not opts.stores:
+        raise UsageError("her2st sections are not stores: give --out DIR to keep the model.")
+    out = None if opts.out is None else Path(opts.out)
+    if out is not None and out.exists() and not opts.overwrite:
         raise FileExistsError(f"'{out}' already exists; pass --overwrite to replace it, or choose another --out.")
 
     import histo2st as st
@@ -99,12 +118,15 @@ def run(opts: argparse.Namespace) -> None:
         st.pp.select_genes(samples, method=opts.genes)
     elif opts.n_top:
         st.pp.select_genes(samples, n_top=opts.n_top, method=opts.gene_method)
+    given = {k: getattr(opts, k) for k in ("epochs", "max_time") if getattr(opts, k) is not None}
     try:
         model = st.tl.fit(
             samples,
             opts.model,
-            epochs=opts.epochs,
-            max_time=opts.max_time,
+            preset=opts.preset,
+            key_added=opts.key_added,
+            overwrite=opts.overwrite,
+            **given,
             validation=_validation(opts.validation),
             microns_per_pixel=opts.microns_per_pixel,
             checkpoint_dir=opts.checkpoint_dir,
@@ -119,7 +141,8 @@ def run(opts: argparse.Namespace) -> None:
         if "unexpected keyword argument" not in str(err):
             raise
         raise ValueError(f"{err}: check the keys of the config file's [model] table.") from err
-    model.save(out, overwrite=opts.overwrite)
+    if out is not None:
+        model.save(out, overwrite=opts.overwrite)
 
 
 def _validation(value):

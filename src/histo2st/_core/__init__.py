@@ -6,6 +6,7 @@ from ._image import as_rgb_uint8, read_image
 from ._samples import as_samples
 from ._scale import SpatialScale, add_microns_system, get_scale, microns_transformations, pitch_from_centres, set_scale
 from ._validate import ConventionError, validate
+from ._zarr import quiet_zarr
 
 __all__ = [
     "ConventionError",
@@ -19,6 +20,7 @@ __all__ = [
     "get_scale",
     "microns_transformations",
     "pitch_from_centres",
+    "quiet_zarr",
     "read_image",
     "set_scale",
     "validate",

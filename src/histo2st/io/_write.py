@@ -7,6 +7,8 @@ import time
 import uuid
 from pathlib import Path
 
+from .._core import quiet_zarr
+from .._core._recorded import save_recorded
 from .._logging import logger
 
 
@@ -15,7 +17,8 @@ def write_zarr(sdata, path: str | Path, *, overwrite: bool = False) -> Path:
 
     The store is written next to ``path`` under a temporary name and renamed into place only when complete, so an
     interrupted write never leaves something that looks like a finished store, and an existing store is only
-    replaced when ``overwrite=True``.
+    replaced when ``overwrite=True``. The models recorded on the sample by :func:`histo2st.tl.fit` are saved inside
+    it (``<path>/histo2st/models/<key>``), so the sample read back in another session predicts with them.
 
     Parameters
     ----------
@@ -37,7 +40,8 @@ def write_zarr(sdata, path: str | Path, *, overwrite: bool = False) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     start = time.perf_counter()
     try:
-        sdata.write(tmp)
+        with quiet_zarr():
+            sdata.write(tmp)
         if path.exists():
             trash = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             path.rename(trash)
@@ -46,6 +50,7 @@ def write_zarr(sdata, path: str | Path, *, overwrite: bool = False) -> Path:
         else:
             tmp.rename(path)
         sdata.path = path  # `write` made the object backed by the temporary store, which is now `path`
+        save_recorded(sdata, overwrite=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -47,6 +47,9 @@ class BaseModel:
     """
 
     model_name: str = ""
+    #: Named settings for :func:`histo2st.tl.fit`'s ``preset``: init parameters and the training options
+    #: ``epochs``, ``patience`` and ``max_time``.
+    presets: dict[str, dict] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

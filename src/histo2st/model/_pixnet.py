@@ -71,6 +71,17 @@ class PixNet(BaseModel):
     """
 
     model_name = "pixnet"
+    #: Settings of ``st.tl.fit(..., preset=)``, training options included; explicit keywords override them.
+    #: ``"paper"``: the paper's GPU training (Zhang, Yang, Pan, section 3: Adam 5e-4, weight decay 1e-4, decoder
+    #: width 512, λ 0.5, 500 epochs; 2 µm/px and 256 px crops are this package's reading of its 512 µm patches).
+    #: ``"cpu"``: the best setting measured on a 2-core CPU (docs/benchmarks.md: 4 µm/px, width 128, 128 px crops,
+    #: at most 8 epochs with patience 3), under a time budget.
+    presets = {
+        "paper": {"microns_per_pixel": 2.0, "hidden_dim": 512, "crop_px": 256, "lr": 5e-4, "weight_decay": 1e-4,
+                  "lam": 0.5, "epochs": 500, "patience": None, "max_time": None},
+        "cpu": {"microns_per_pixel": 4.0, "hidden_dim": 128, "crop_px": 128, "lr": 5e-4, "weight_decay": 1e-4,
+                "lam": 0.5, "epochs": 8, "patience": 3, "max_time": 420.0},
+    }  # fmt: skip
     _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "encoder_lr", "encoder_warmup_epochs",
                   "augment", "stain_augment")  # fmt: skip
 
@@ -173,7 +184,9 @@ class PixNet(BaseModel):
             logger.info(f"Resampling the H&E from {image_mpp:.3g} to {self.microns_per_pixel:.3g} µm/px.")
         image = self._stain_normalized(resample_image(image, factor))
         tile_px = self.init_params["tile_px"]
-        grid = make_grid(tile_px, halo=min(tile_px // 4, MAX_HALO_PX))
+        # beyond the image the halo is only padding: an image smaller than the halo (dask's overlap refuses a depth
+        # larger than the array) gets a halo as wide as the image
+        grid = make_grid(tile_px, halo=min(tile_px // 4, MAX_HALO_PX, *image.shape[1:]))
         self.module.to(device).eval()
         batch_size = batch_size or default_batch_size(self.module, grid.input_px, device)
         image = image.rechunk((3, *(core_chunks(n, grid, cores_per_chunk(batch_size)) for n in image.shape[1:])))

@@ -79,6 +79,14 @@ class THItoGene(BaseModel):
     """
 
     model_name = "thitogene"
+    #: Settings of ``st.tl.fit(..., preset=)``, training options included; explicit keywords override them.
+    #: ``"paper"``: the reference training (Adam 1e-5, MSE, whole sections up to 1024 spots per step); the paper gives
+    #: no number of epochs, so 100 with early stopping. ``"cpu"``: what made THItoGene learn within minutes on a
+    #: CPU (docs/models.md: Adam 3e-4 with the PixNet loss, windows of 256 spots), under a time budget.
+    presets = {
+        "paper": {"lr": 1e-5, "loss": "mse", "window_spots": 1024, "epochs": 100, "patience": 10, "max_time": None},
+        "cpu": {"lr": 3e-4, "loss": "pixnet", "window_spots": 256, "epochs": 100, "patience": 10, "max_time": 420.0},
+    }
     _plan_args = ("window_spots", "batch_size", "loss", "lam", "lr", "weight_decay", "augment")
 
     def __init__(

@@ -30,18 +30,27 @@ class _Layer:
     xy: np.ndarray | None = None
     radii: np.ndarray | None = None
 
-    def limits(self) -> tuple[float, float, float, float]:
-        if self.extent is not None:
-            return self.extent
-        lo, hi = (self.xy - self.radii[:, None]).min(0), (self.xy + self.radii[:, None]).max(0)
-        return lo[0], hi[0], hi[1], lo[1]
+    def limits(self) -> tuple[float, float, float, float] | None:
+        """``(left, right, bottom, top)`` around the values drawn (finite pixels, or every circle); ``None`` if none."""
+        if self.extent is None:
+            if not len(self.xy):
+                return None
+            lo, hi = (self.xy - self.radii[:, None]).min(0), (self.xy + self.radii[:, None]).max(0)
+            return lo[0], hi[0], hi[1], lo[1]
+        rows, cols = np.nonzero(np.isfinite(self.values))
+        if not len(rows):
+            return None
+        left, right, bottom, top = self.extent
+        n_y, n_x = self.values.shape
+        dx, dy = (right - left) / n_x, (bottom - top) / n_y
+        return left + cols.min() * dx, left + (cols.max() + 1) * dx, top + (rows.max() + 1) * dy, top + rows.min() * dy
 
 
 def spatial_gene(
     sdata,
     genes: str | Sequence[str],
     *,
-    source: str | Sequence[str] = "pred",
+    source: str | Sequence[str] = "auto",
     pred_key: str = PRED_KEY,
     truth_key: str = TRUTH_KEY,
     spot_um: float | None = None,
@@ -60,11 +69,12 @@ def spatial_gene(
 ):
     """Plot genes over the H&E: the dense predicted map, the truth and the measured spots, in a grid.
 
-    Rows are genes, columns are sources. Every image is read lazily at no more than ``max_px`` pixels per side (the
-    finest pyramid level that fits, else every k-th pixel), so a whole slide backed by a zarr store plots in seconds
-    and the full-resolution map is never computed. The predicted map is aligned to the H&E by the scale
-    transformations of both elements, so a map coarser than the H&E lands in place. NaN (off tissue) is transparent.
-    Panels of a row that show the same units share one colour scale.
+    Rows are genes, columns are sources; by default the prediction and, where the sample has them, the measured
+    spots beside it. Every image is read lazily at no more than ``max_px`` pixels per side (the finest pyramid level
+    that fits, else every k-th pixel), so a whole slide backed by a zarr store plots in seconds and the
+    full-resolution map is never computed. The predicted map is aligned to the H&E by the scale transformations of
+    both elements, so a map coarser than the H&E lands in place. NaN (off tissue) is transparent, and the view is
+    cropped to what is drawn (the tissue). Panels of a row that show the same units share one colour scale.
 
     Parameters
     ----------
@@ -73,7 +83,8 @@ def spatial_gene(
     genes
         One gene or several (one row each).
     source
-        ``"pred"`` (the predicted map), ``"truth"`` (the dense truth image ``truth_key`` of synthetic tissue, or the
+        ``"auto"`` (``"both"`` when the sample has measured spots, else ``"pred"``), ``"pred"`` (the predicted map),
+        ``"truth"`` (the dense truth image ``truth_key`` of synthetic tissue, or the
         measured spots when there is none), ``"both"`` (prediction and measured spots side by side), ``"spots"``, or
         a sequence of the panel kinds ``"pred"``, ``"truth"`` and ``"spots"``.
     pred_key
@@ -122,7 +133,7 @@ def spatial_gene(
     genes = [genes] if isinstance(genes, str) else list(genes)
     if not genes:
         raise ValueError("`genes` is empty; pass a gene name or a list of them.")
-    kinds = _panel_kinds(source)
+    kinds = _panel_kinds(_auto_source(sdata) if source == "auto" else source)
     if spot_um is not None and not spot_um > 0:
         raise ValueError(f"`spot_um` must be a positive bin size in µm, got {spot_um!r}.")
     image_key = sample_keys(sdata)[0]
@@ -131,6 +142,7 @@ def spatial_gene(
         he = read_plane(sdata.images[image_key], name=image_key, max_px=max_px, coordinate_system=coordinate_system)
     reader = _Reader(sdata, pred_key, truth_key, spot_um, normalize_truth, coordinate_system, max_px)
     rows = [[reader.layer(gene, kind) for kind in kinds] for gene in genes]
+    view = _union([layer.limits() for row in rows for layer in row]) or (he.extent if he is not None else None)
 
     fig, axes = panel_grid(len(genes), len(kinds), ax, (panel_size * 1.25, panel_size))
     colormap = matplotlib.colormaps.get_cmap(cmap).with_extremes(bad=(0, 0, 0, 0))
@@ -151,7 +163,7 @@ def spatial_gene(
                                              units="xy", offsets=layer.xy, offset_transform=a.transData,
                                              array=layer.values, cmap=colormap, norm=norm, alpha=alpha)  # fmt: skip
                 a.add_collection(mappable)
-            left, right, bottom, top = he.extent if he is not None else layer.limits()
+            left, right, bottom, top = view or (0, 1, 1, 0)
             a.set_xlim(left, right)
             a.set_ylim(bottom, top)
             a.set_aspect("equal")
@@ -162,6 +174,21 @@ def spatial_gene(
             if r == len(rows) - 1:
                 a.set_xlabel(f"x ({unit})")
     return finish(fig, axes, show=show, save=save, return_fig=return_fig)
+
+
+def _auto_source(sdata) -> str:
+    """``"both"`` when the sample has measured spots (their table and shapes), else ``"pred"``."""
+    _, shapes_key, table_key = sample_keys(sdata)
+    return "both" if table_key in sdata.tables and shapes_key in sdata.shapes else "pred"
+
+
+def _union(limits: list) -> tuple[float, float, float, float] | None:
+    """The smallest ``(left, right, bottom, top)`` holding every one of ``limits`` (``None`` entries skipped)."""
+    limits = [lim for lim in limits if lim is not None]
+    if not limits:
+        return None
+    left, right, bottom, top = np.asarray(limits, dtype=np.float64).T
+    return left.min(), right.max(), bottom.max(), top.min()
 
 
 def _panel_kinds(source) -> tuple[str, ...]:

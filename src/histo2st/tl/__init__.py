@@ -1,6 +1,5 @@
 """Tools (``st.tl``): aggregation, model fitting, prediction and evaluation."""
 
-from ..model._base import load_model
 from ._aggregate import aggregate
 from ._aggregate_arrays import Aggregated, aggregate_array
 from ._evaluate import evaluate, gene_scores
@@ -9,6 +8,7 @@ from ._fit import fit
 from ._predict import predict
 from ._pretrain import pretrain_encoder
 from ._protocols import PROTOCOLS, Protocol, protocol
+from ._registry import load_model
 
 __all__ = [
     "PROTOCOLS",

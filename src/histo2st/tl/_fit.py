@@ -2,50 +2,82 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._logging import logger
 
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
+
+#: Training options a preset may set (the rest of a preset goes to the model class).
+TRAINING_OPTIONS = ("epochs", "patience", "max_time")
+PRESETS = ("auto", "cpu", "paper")
+
+
+class _FromPreset:
+    """Default of the options a preset sets: ``None`` means something (no early stopping, no time cap)."""
+
+    def __repr__(self) -> str:
+        return "<from preset>"
+
+
+FROM_PRESET = _FromPreset()
+
 
 def fit(
-    data,
+    sdata: SpatialData | Sequence[SpatialData] | Mapping[str, SpatialData],
     model: str = "pixnet",
     *,
+    preset: str = "auto",
     genes=None,
-    epochs: int = 30,
+    epochs: int = FROM_PRESET,
     batch_size: int | None = None,
     microns_per_pixel: float | None = None,
     validation=0.15,
     device: str | None = None,
     checkpoint_dir: str | Path | None = None,
-    patience: int | None = 8,
-    max_time: float | None = None,
+    patience: int | None = FROM_PRESET,
+    max_time: float | None = FROM_PRESET,
     seed: int | None = None,
     progress: bool = True,
     ema_decay: float | None = None,
     n_seeds: int = 1,
+    key_added: str | None = None,
+    overwrite: bool = False,
     **hyperparameters,
 ):
-    """Train a model that predicts gene expression from H&E.
+    """Train a model that predicts gene expression from H&E, and record it on the samples it was fit on.
+
+    Like scanpy records a result in ``.uns``, the trained model is recorded on every sample under ``key_added``, so
+    ``st.tl.predict(sdata)`` finds it; on a zarr-backed sample it is also saved inside the store (see Returns).
 
     Parameters
     ----------
-    data
+    sdata
         A normalised SpatialData (:func:`histo2st.pp.normalize`), or a list or dict of them (several sections).
     model
         ``"pixnet"`` (dense maps, :class:`~histo2st.model.PixNet`) or ``"thitogene"`` (a patch per spot, spots attending
         to each other, :class:`~histo2st.model.THItoGene`).
+    preset
+        Settings that fit the machine: ``"cpu"`` (the best measured on a 2-core CPU, within a time budget of
+        7 minutes), ``"paper"`` (each paper's GPU settings, e.g. PixNet's 500 epochs at width 512) or ``"auto"``
+        (``"paper"`` on a CUDA device, else ``"cpu"``; the choice is logged). The values are the model class's
+        ``presets`` (:attr:`histo2st.model.PixNet.presets`); every keyword given explicitly overrides its preset
+        value, and the model card records the preset and every resolved value under ``"preset"``.
     genes
         Genes to predict; default the genes shared by every section's table (usually after
         :func:`histo2st.pp.select_genes`).
     epochs
-        Maximum number of epochs (early stopping on validation PCC may stop sooner).
+        Maximum number of epochs (early stopping on validation PCC may stop sooner); default the preset's.
     batch_size
         Crops (PixNet) or windows of spots (THItoGene) per batch; default the model's.
     microns_per_pixel
-        Resolution the model works at; default the model's (PixNet: 2 µm/px; THItoGene: 0.69 µm/px, so its 112 px
-        patches hold the paper's 77 µm).
+        Resolution the model works at; default the preset's, else the model's (PixNet: 2 µm/px, 4 µm/px with the
+        ``"cpu"`` preset; THItoGene: 0.69 µm/px, so its 112 px patches hold the paper's 77 µm).
     validation
         A fraction of spots per section held out at random, a section name or list of names held out whole, or
         ``None`` for no validation. Validation spots never enter the loss.
@@ -56,9 +88,10 @@ def fit(
         ``n_seeds > 1`` each member checkpoints into its own subdirectory ``seed_<seed>``.
     patience
         Stop after this many epochs without a better validation PCC (the best weights are kept); ``None`` trains
-        all ``epochs``.
+        all ``epochs``. Default the preset's.
     max_time
-        Stop once this many seconds of training have passed (checked after every step; that epoch is still validated).
+        Stop once this many seconds of training have passed (checked after every step; that epoch is still
+        validated); ``None``: no limit. Default the preset's (``"cpu"``: 420 s per model).
     seed
         Random seed; default :attr:`histo2st.settings.seed`. Ensemble members use ``seed``, ``seed + 1``, ...
     progress
@@ -71,6 +104,10 @@ def fit(
         a seed ensemble, whose predictions are the members' mean with their standard deviation as an uncertainty
         (see :func:`histo2st.tl.predict`). Each member's initial weights are drawn under its own seed. ``1``: one
         model, as without this option.
+    key_added
+        Name the model is recorded under on the samples; default the model's name (``"pixnet"``, ``"thitogene"``).
+    overwrite
+        Replace a model of that name saved in a sample's zarr store (checked before training starts).
     **hyperparameters
         Passed to the model class (e.g. PixNet's ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder_weights``;
         THItoGene's ``lr``, ``loss``, ``patch_um``, ``window_spots``, ``dense_um``).
@@ -79,40 +116,92 @@ def fit(
     -------
     The trained model (:class:`histo2st.model.PixNet` or :class:`histo2st.model.THItoGene`), with ``model.history``
     and ``model.card``; with ``n_seeds > 1`` a :class:`histo2st.model.Ensemble` of such models (``.members``).
-    """
-    import torch
+    Also records it on every sample it was fit on:
 
-    from .._core import as_samples
-    from .._settings import settings
-    from ..model import MODELS, Ensemble
+    the model object under ``key_added``
+        in memory, for :func:`histo2st.tl.predict` (``model=None``) and :func:`histo2st.tl.load_model`;
+    ``sdata.attrs["histo2st"]["models"][key_added]``
+        the card's summary: genes, µm per pixel, preset, normalisation, training sections, seeds, metrics;
+    ``<store>/histo2st/models/<key_added>/``
+        on a zarr-backed sample, the saved model (weights and card, written atomically), which
+        ``spatialdata.read_zarr`` leaves alone and ``st.tl.predict`` finds in a fresh process.
+    """
+    from .._core import as_gene_list, as_samples
+    from ..model import MODELS
     from ..train import common_genes
+    from ._registry import check_free, record_model
 
     if model not in MODELS:
         raise ValueError(f"Unknown model {model!r}; choose one of {sorted(MODELS)}.")
     if isinstance(n_seeds, bool) or not isinstance(n_seeds, Integral) or n_seeds < 1:
         raise ValueError(f"`n_seeds` must be a whole number of models, at least 1; got {n_seeds!r}.")
-    samples = as_samples(data)
-    genes = common_genes(samples) if genes is None else list(genes)
-    kwargs = dict(hyperparameters)
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
-    if microns_per_pixel is not None:
-        kwargs["microns_per_pixel"] = microns_per_pixel
-    options = {"epochs": epochs, "validation": validation, "device": device, "patience": patience,
-               "max_time": max_time, "progress": progress, "ema_decay": ema_decay}  # fmt: skip
+    samples = as_samples(sdata)
+    key_added = model if key_added is None else key_added
+    for sample in samples.values():
+        check_free(sample, key_added, overwrite=overwrite)
+    genes = common_genes(samples) if genes is None else as_gene_list(genes)
+    explicit = {"epochs": epochs, "patience": patience, "max_time": max_time, "batch_size": batch_size,
+                "microns_per_pixel": microns_per_pixel, **hyperparameters}  # fmt: skip
+    explicit = {k: v for k, v in explicit.items() if v is not FROM_PRESET and not (v is None and k in _NONE_UNSET)}
+    chosen, resolved = resolve_preset(MODELS[model], preset, device)
+    resolved.update(explicit)
+    options = {k: resolved.pop(k) for k in TRAINING_OPTIONS if k in resolved}
+    options = {"epochs": 30, "patience": 8, "max_time": None, **options, "validation": validation, "device": device,
+               "progress": progress, "ema_decay": ema_decay}  # fmt: skip
+    trained = _train(MODELS[model], genes, samples, resolved, options, n_seeds=int(n_seeds), seed=seed,
+                     checkpoint_dir=checkpoint_dir)  # fmt: skip
+    recorded = {"name": chosen, "requested": preset, **{k: v for k, v in options.items() if k != "progress"},
+                "n_seeds": int(n_seeds), "hyperparameters": resolved}  # fmt: skip
+    for member in getattr(trained, "members", [trained]):
+        member.card["preset"] = recorded
+    for sample in samples.values():
+        record_model(sample, trained, key_added, overwrite=overwrite)
+    return trained
+
+
+#: Explicit keywords whose ``None`` means "not given" (the model's or preset's default).
+_NONE_UNSET = ("batch_size", "microns_per_pixel")
+
+
+def resolve_preset(model_class, preset: str, device: str | None) -> tuple[str, dict]:
+    """The preset ``"auto"`` stands for on ``device``, and a copy of that preset's values for ``model_class``."""
+    from .._settings import settings
+
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown `preset={preset!r}`; use one of {list(PRESETS)}.")
+    chosen = preset
+    if preset == "auto":
+        resolved_device = settings.resolve_device(device)
+        chosen = "paper" if resolved_device.startswith("cuda") else "cpu"
+        logger.info(
+            f"preset='auto' chose {chosen!r}: training runs on {resolved_device!r}"
+            + (" (a CUDA GPU: the paper's settings)." if chosen == "paper" else
+               ", not a CUDA GPU, so the settings measured best on a CPU within a time budget; pass "
+               "preset='paper' for the paper's.")
+        )  # fmt: skip
+    return chosen, dict(model_class.presets.get(chosen, {}))
+
+
+def _train(model_class, genes, samples, params: dict, options: dict, *, n_seeds: int, seed, checkpoint_dir):
+    """One trained model, or a seed ensemble of ``n_seeds``."""
+    import torch
+
+    from .._settings import settings
+    from ..model import Ensemble
+
     if n_seeds == 1:
-        instance = MODELS[model](genes, **kwargs)
+        instance = model_class(genes, **params)
         instance.train(samples, checkpoint_dir=checkpoint_dir, seed=seed, **options)
         return instance
     seed = settings.seed if seed is None else seed
     members = []
-    for member_seed in range(seed, seed + int(n_seeds)):
+    for member_seed in range(seed, seed + n_seeds):
         logger.info(f"Training ensemble member {member_seed - seed + 1} of {n_seeds} (seed {member_seed}).")
         # the initial weights are the main source of a seed ensemble's diversity: draw them under the member's seed,
         # without moving the caller's global torch random state
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(member_seed)
-            instance = MODELS[model](genes, **kwargs)
+            instance = model_class(genes, **params)
         member_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / f"seed_{member_seed}"
         instance.train(samples, checkpoint_dir=member_dir, seed=member_seed, **options)
         members.append(instance)

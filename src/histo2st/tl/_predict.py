@@ -9,15 +9,21 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dask.array as da
 import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
+from .._core import quiet_zarr
 from .._logging import log_added, logger
 from ..model._ensemble import Ensemble
 from ..model._tiling import MAX_HALO_PX
 from ._stream import CHANNEL_CHUNK, stream_map
+from ._tissue import regions_on_tissue
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
 #: A slide coarser than the model's µm per pixel by more than this factor gets a warning (it is upsampled).
 UPSAMPLE_WARN = 1.25
@@ -26,9 +32,10 @@ PERSIST_BYTES = 2 * 2**30
 
 
 def predict(
-    sdata,
-    model,
+    sdata: SpatialData,
+    model=None,
     *,
+    model_key: str | None = None,
     spot_um: float | Sequence[float] | None = None,
     shape: str = "square",
     shapes_key: str | None = None,
@@ -40,6 +47,7 @@ def predict(
     key_added: str = PRED_KEY,
     overwrite: bool = False,
     device: str | None = None,
+    spill_dir: str | Path | None = None,
 ) -> None:
     """Predict gene expression from the H&E of a sample, as a dense image and as spot tables.
 
@@ -56,9 +64,14 @@ def predict(
         of its H&E closest to the model's µm per pixel is read and resampled to it (a warning is logged when the
         slide is coarser than the model by more than 1.25x, and when none of the model's genes is in its table).
     model
-        A trained model (e.g. from :func:`histo2st.tl.fit` or :func:`histo2st.tl.load_model`), or a seed ensemble
-        (:class:`histo2st.model.Ensemble`, from ``st.tl.fit(..., n_seeds=5)``): its values are the members' mean, and
-        their standard deviation is written beside them (see Returns).
+        ``None`` (default): the model recorded on ``sdata`` by :func:`histo2st.tl.fit` (in memory, or saved in its
+        zarr store). Or a trained model (e.g. from :func:`histo2st.tl.load_model`), another SpatialData (the model
+        fit on it: ``st.tl.predict(sdata_b, model=sdata_a)``), the key of a model recorded on ``sdata``, a directory
+        written by ``model.save``, or a zarr store with recorded models. A seed ensemble
+        (:class:`histo2st.model.Ensemble`, from ``st.tl.fit(..., n_seeds=5)``) gives the members' mean, and their
+        standard deviation is written beside it (see Returns). The sample needs no measured table.
+    model_key
+        Which recorded model, when ``sdata`` (or the SpatialData or store passed as ``model``) has several.
     spot_um
         Also aggregate the dense map over a grid of bins of this size in µm covering the tissue; several sizes (e.g.
         ``(2, 8, 16)``) give one table each.
@@ -74,9 +87,11 @@ def predict(
     dtype
         Dtype of the stored dense map.
     tissue_mask
-        Where to predict: ``None`` finds the tissue on a low-resolution level of the H&E (Otsu on saturation) and
-        skips tiles far from it (they stay NaN and, in a zarr store, take no disk space); ``False`` predicts
-        everywhere; or a bool array over the H&E extent at any resolution. The bin grids follow the same mask.
+        Where to predict: ``None`` finds the tissue on a low-resolution level of the H&E (Otsu on saturation);
+        ``False`` predicts everywhere; or a bool array over the H&E extent at any resolution. The map is NaN off
+        the mask, at the mask's own resolution, and the bin grids follow the same mask, so the image and the bin
+        tables agree on where tissue is; tiles far from tissue are not computed (in a zarr store they take no disk
+        space).
     batch_size
         Tiles per forward pass (models that tile, e.g. PixNet); default from the device (a GPU's free memory).
     key_added
@@ -85,6 +100,11 @@ def predict(
         Replace elements with the same names, and discard an unfinished prediction made with other settings.
     device
         Torch device; default :attr:`histo2st.settings.device`.
+    spill_dir
+        For a sample that is not zarr-backed: where a dense map too large for memory (over 2 GB) is written, as a
+        zarr store that the image elements then read from, so the network runs once and every later plot or
+        ``sdata.write`` reads the stored map. Default a new temporary directory, said in the log and removed when
+        the Python process ends (write the sample to keep the map).
 
     Returns
     -------
@@ -95,7 +115,8 @@ def predict(
         every ``dense_um``), NaN off tissue, aligned to the H&E by a scale to ``"global"`` and to ``"microns"`` (only
         if ``dense``). In a zarr-backed sample it is written to the store with chunks of 8 genes, as a multiscale
         image (``scale0`` the map, then halved levels for viewing); its zarr attributes record the model and the
-        write under ``"histo2st"``. Otherwise it is kept in memory (up to 2 GB) or lazy.
+        write under ``"histo2st"``. Otherwise it is kept in memory (up to 2 GB), or written the same way to a zarr
+        store in ``spill_dir``.
     ``sdata.tables[f"{key_added}_spots"]``
         Mean predicted expression over each measured spot, annotating the measured spots' shapes; its rows carry the
         measured table's spot names (only when the sample has measured spots).
@@ -104,7 +125,8 @@ def predict(
     ``sdata.tables[f"{key_added}_{shapes_key}"]``
         Mean over ``shapes_key`` (if given).
 
-    Each table has ``uns["histo2st"]["model"]`` with the model's card summary and ``uns["histo2st"]["values"]``:
+    Each table has ``uns["histo2st"]["model"]`` with the model's card summary (and ``"model_key"``, the key it is
+    recorded under on ``sdata``, when it is) and ``uns["histo2st"]["values"]``:
     ``"map aggregate"`` (the dense map averaged over the spot) or ``"prediction at the centres"`` (models that predict
     from a patch at each spot or bin centre, THItoGene, up to its ``max_direct_spots``).
 
@@ -123,15 +145,13 @@ def predict(
     ``uns["histo2st"]["ensemble"]`` of every table
         ``{"n_members": ..., "seeds": [...]}``.
     """
-    from spatialdata.transformations import Scale
-
-    from .._core import validate
-    from ._aggregate import aggregate
-    from ._tissue import regions_on_tissue
+    from .._core import as_gene_list, validate
+    from ._registry import resolve_model
 
     start = time.perf_counter()
     scale = validate(sdata, require_counts=False)
-    gene_idx = model.check_genes(model.genes if genes is None else list(genes))
+    model, recorded_key = resolve_model(sdata, model, model_key=model_key)
+    gene_idx = model.check_genes(model.genes if genes is None else as_gene_list(genes))
     ensemble = isinstance(model, Ensemble)
     # an ensemble's map holds each gene's mean, then each gene's std: one channel run per image element
     maps = [key_added, f"{key_added}_std"] if ensemble else [key_added]
@@ -147,62 +167,154 @@ def predict(
     he, he_mpp = _level_for(he_element, scale.microns_per_pixel, model.microns_per_pixel)
     _check_transfer(sdata, scale, model, he_mpp)
     mask = _mask(he_element, he_full.shape, tissue_mask)
-    # a model's dense map may be coarser than the pixels it works at (THItoGene: one patch every `dense_um`)
-    map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
-    map_scale = map_um / scale.microns_per_pixel
-    # models that tile (PixNet) take a batch size and skip tiles off tissue; the others predict as they do
-    options = inspect.signature((model.members[0] if ensemble else model).predict_image).parameters
-    tiling = {"batch_size": batch_size} if "batch_size" in options else {}
-    if mask is not None and "tissue_mask" in options:
-        tiling["tissue_mask"] = (mask[0], mask[1] * scale.microns_per_pixel / he_mpp)
+    if tissue_mask is None and scale.shapes_key in sdata.shapes:
+        mask = (_with_spots(*mask, sdata.shapes[scale.shapes_key]), mask[1])
     # a model that predicts at points (THItoGene) fills its tables from a patch at each centre: with dense=False its
     # map only gives the tables their rows, so a lazy placeholder of the right shape replaces the costly dense map
     placeholder = not dense and getattr(model, "predict_points", None) is not None
-    if placeholder:
-        height, width = (math.ceil(n * he_mpp / map_um) for n in he.shape[1:])
-        dense_map = da.zeros((len(maps) * len(gene_idx), height, width), dtype=np.float32,
-                             chunks=(CHANNEL_CHUNK, 2048, 2048))  # fmt: skip
-    else:
-        channel_idx = [k * model.n_genes + i for k in range(len(maps)) for i in gene_idx]
-        dense_map = model.predict_image(he.data, he_mpp, device=device, **tiling)[channel_idx]
+    dense_map = _dense_map(model, he, he_mpp, mask, scale.microns_per_pixel, gene_idx, len(maps), placeholder,
+                           batch_size=batch_size, device=device)  # fmt: skip
     channels = [model.genes[i] for i in gene_idx]
-    outputs = dict.fromkeys(maps, channels)
-    transformations = {
-        PIXEL_CS: Scale([map_scale, map_scale], axes=("y", "x")),
-        MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
-    }
-    card = _card_summary(model)
-    if _streams(sdata) and not placeholder:
-        y_edges, x_edges = (np.concatenate([[0], np.cumsum(c)]) for c in dense_map.chunks[1:])
-        blocks_on = np.ones((len(y_edges) - 1, len(x_edges) - 1), dtype=bool)
-        if mask is not None:
-            # as wide as the widest margin a model keeps around the tissue (PixNet: one tile halo)
-            margin = math.ceil(MAX_HALO_PX * model.microns_per_pixel / map_um)
-            blocks_on = regions_on_tissue(*mask, y_edges, x_edges, scale=map_scale, margin=margin)
-        fingerprint = {
-            "model": card,
-            "init_params": model.init_params,
-            "weights": _weights_digest(model),
-            "genes": channels,
-            "dtype": dtype,
-            "shape": dense_map.shape,
-            "chunks": [c[0] for c in dense_map.chunks[1:]],
-            "image": [he.shape, he_mpp],
-            "blocks_on": hashlib.sha256(np.packbits(blocks_on).tobytes()).hexdigest(),
-        }
-        stats = stream_map(sdata, outputs, dense_map, transformations=transformations, blocks_on=blocks_on,
-                           dtype=dtype, fingerprint=fingerprint, overwrite=overwrite,
-                           attrs={"model": card})  # fmt: skip
-        logger.info(
-            f"Wrote {', '.join(map(repr, maps))} to '{sdata.path}': {stats.blocks_computed} blocks computed, "
-            f"{stats.blocks_resumed} resumed, {stats.blocks - stats.blocks_on_tissue} off tissue "
-            f"({stats.seconds:.1f}s)."
-        )
-    else:
-        _keep_in_memory(sdata, outputs, dense_map.astype(dtype), transformations, persist=dense)
+    card = _card_summary(model, recorded_key)
+    _store_map(sdata, dict.fromkeys(maps, channels), dense_map, model, mask, scale.microns_per_pixel,
+               source=(he.shape, he_mpp), dtype=dtype, card=card, overwrite=overwrite, placeholder=placeholder,
+               dense=dense, spill_dir=spill_dir)  # fmt: skip
     written = [f"images['{name}']" for name in maps]
 
     before = _element_names(sdata)
+    tables = _table_requests(sdata, scale, key_added, spot_ums, shape, shapes_key, tissue_mask, mask)
+    _fill_tables(sdata, tables, key_added, ensemble, overwrite)
+    if scale.shapes_key in sdata.shapes:
+        _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
+    new = sorted(_element_names(sdata) - before)
+    for name in new:
+        if name in sdata.tables:
+            _describe_table(sdata.tables[name], name, model, card, he_full.data, scale.microns_per_pixel, device,
+                            gene_idx, placeholder=placeholder)  # fmt: skip
+    written += [f"{'tables' if n in sdata.tables else 'shapes'}['{n}']" for n in new]
+    if not dense:
+        for name in maps:
+            del sdata.images[name]
+            written.remove(f"images['{name}']")
+    if sdata.is_backed():
+        _write_new(sdata, new, maps, taken, key_added)
+    log_added("sdata", written, start)
+
+
+def _dense_map(model, he, he_mpp: float, mask, slide_mpp: float, gene_idx: list[int], n_maps: int,
+               placeholder: bool, *, batch_size, device):  # fmt: skip
+    """The lazy ``(n_maps * genes, y, x)`` map at the model's map resolution, NaN off the tissue mask.
+
+    Models that tile (PixNet) take a batch size and skip tiles away from the tissue; the others predict as they do.
+    """
+    map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
+    if placeholder:
+        height, width = (math.ceil(n * he_mpp / map_um) for n in he.shape[1:])
+        return da.zeros((n_maps * len(gene_idx), height, width), dtype=np.float32, chunks=(CHANNEL_CHUNK, 2048, 2048))
+    options = inspect.signature(getattr(model, "members", [model])[0].predict_image).parameters
+    tiling = {"batch_size": batch_size} if "batch_size" in options else {}
+    if mask is not None and "tissue_mask" in options:
+        tiling["tissue_mask"] = (mask[0], mask[1] * slide_mpp / he_mpp)
+    channel_idx = [k * model.n_genes + i for k in range(n_maps) for i in gene_idx]
+    dense_map = model.predict_image(he.data, he_mpp, device=device, **tiling)[channel_idx]
+    if mask is None:
+        return dense_map
+    return off_tissue_nan(dense_map, mask[0], mask[1] / (map_um / slide_mpp))
+
+
+def off_tissue_nan(dense_map: da.Array, mask: np.ndarray, mask_px: float) -> da.Array:
+    """``dense_map`` ``(c, y, x)`` with NaN where the pixel centre falls off ``mask``.
+
+    ``mask_px`` is the number of map pixels per mask pixel; the mask is looked up at each map pixel's centre, so the
+    map is empty off tissue at the mask's own resolution, not by block.
+    """
+
+    def block(values: np.ndarray, block_info=None) -> np.ndarray:
+        (y0, y1), (x0, x1) = block_info[0]["array-location"][1:]
+        rows = np.minimum(((np.arange(y0, y1) + 0.5) / mask_px).astype(np.intp), mask.shape[0] - 1)
+        cols = np.minimum(((np.arange(x0, x1) + 0.5) / mask_px).astype(np.intp), mask.shape[1] - 1)
+        on = mask[np.ix_(rows, cols)]
+        return np.where(on[None], values, np.float32(np.nan)).astype(values.dtype, copy=False)
+
+    return da.map_blocks(block, dense_map, dtype=dense_map.dtype, meta=np.empty((0, 0, 0), dtype=dense_map.dtype))
+
+
+def _store_map(sdata, outputs: dict[str, list[str]], dense_map, model, mask, slide_mpp: float, *, source, dtype: str,
+               card: dict, overwrite: bool, placeholder: bool, dense: bool, spill_dir) -> None:  # fmt: skip
+    """Add the map's image elements: streamed into the sample's store, kept in memory, or spilled to ``spill_dir``."""
+    from spatialdata.transformations import Scale
+
+    map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
+    transformations = {
+        PIXEL_CS: Scale([map_um / slide_mpp] * 2, axes=("y", "x")),
+        MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
+    }
+    nbytes = int(np.prod(dense_map.shape)) * np.dtype(dtype).itemsize
+    if placeholder or (not _streams(sdata) and nbytes <= PERSIST_BYTES):
+        _keep_in_memory(sdata, outputs, dense_map.astype(dtype), transformations, persist=dense and not placeholder)
+        return
+    target = sdata if _streams(sdata) else _spill_store(sdata, spill_dir, nbytes)
+    y_edges, x_edges = (np.concatenate([[0], np.cumsum(c)]) for c in dense_map.chunks[1:])
+    blocks_on = np.ones((len(y_edges) - 1, len(x_edges) - 1), dtype=bool)
+    if mask is not None:
+        # as wide as the widest margin a model keeps around the tissue (PixNet: one tile halo)
+        margin = math.ceil(MAX_HALO_PX * model.microns_per_pixel / map_um)
+        blocks_on = regions_on_tissue(*mask, y_edges, x_edges, scale=map_um / slide_mpp, margin=margin)
+    fingerprint = {
+        "model": card,
+        "init_params": model.init_params,
+        "weights": _weights_digest(model),
+        "genes": next(iter(outputs.values())),
+        "dtype": dtype,
+        "shape": dense_map.shape,
+        "chunks": [c[0] for c in dense_map.chunks[1:]],
+        "image": source,
+        "blocks_on": hashlib.sha256(np.packbits(blocks_on).tobytes()).hexdigest(),
+    }
+    with quiet_zarr():
+        stats = stream_map(target, outputs, dense_map, transformations=transformations, blocks_on=blocks_on,
+                           dtype=dtype, fingerprint=fingerprint, overwrite=overwrite,
+                           attrs={"model": card})  # fmt: skip
+    logger.info(
+        f"Wrote {', '.join(map(repr, outputs))} to '{target.path}': {stats.blocks_computed} blocks computed, "
+        f"{stats.blocks_resumed} resumed, {stats.blocks - stats.blocks_on_tissue} off tissue ({stats.seconds:.1f}s)."
+    )
+    if target is not sdata:
+        for key in outputs:
+            if key in sdata.images:
+                del sdata.images[key]
+            sdata.images[key] = target.images[key]
+
+
+def _spill_store(sdata, spill_dir, nbytes: int):
+    """An empty SpatialData written to a zarr store in ``spill_dir`` (default a temporary one, removed at exit)."""
+    import shutil
+    import tempfile
+    import uuid
+    import weakref
+
+    import spatialdata as sd
+
+    if spill_dir is None:
+        root = Path(tempfile.mkdtemp(prefix="histo2st-"))
+        weakref.finalize(sdata, shutil.rmtree, root, ignore_errors=True)
+    else:
+        root = Path(spill_dir)
+        root.mkdir(parents=True, exist_ok=True)
+    path = root / f"prediction-{uuid.uuid4().hex[:8]}.zarr"
+    logger.info(
+        f"The dense map ({nbytes / 2**30:.1f} GB) is too large to keep in memory and the sample is not backed by a "
+        f"zarr store: it is written once to '{path}' and read from there (pass `spill_dir=` to choose the place, or "
+        "write the sample first with `sdata.write(path)` to stream it into the sample's own store)."
+    )
+    target = sd.SpatialData()
+    with quiet_zarr():
+        target.write(path)
+    return target
+
+
+def _table_requests(sdata, scale, key_added: str, spot_ums, shape: str, shapes_key, tissue_mask, mask) -> list:
+    """``(table name, aggregate options)`` of every table ``predict`` writes."""
     tables = []
     if scale.shapes_key in sdata.shapes:
         tables.append((f"{key_added}_spots", {"shapes_key": scale.shapes_key}))
@@ -211,45 +323,49 @@ def predict(
                for um in spot_ums]  # fmt: skip
     if shapes_key is not None:
         tables.append((f"{key_added}_{shapes_key}", {"shapes_key": shapes_key}))
+    return tables
+
+
+def _fill_tables(sdata, tables: list, key_added: str, ensemble: bool, overwrite: bool) -> None:
+    """Aggregate the map (and an ensemble's spread) over every requested table's shapes."""
+    from ._aggregate import aggregate
+
     for key, kwargs in tables:
         aggregate(sdata, key_added, key_added=key, overwrite=overwrite, **kwargs)
         if ensemble:
             _, spread = aggregate(sdata, f"{key_added}_std", key_added=key, inplace=False, **kwargs)
             sdata.tables[key].layers["std"] = spread.X
-    if scale.shapes_key in sdata.shapes:
-        _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
-    new = sorted(_element_names(sdata) - before)
-    for name in new:
-        if name in sdata.tables:
-            sdata.tables[name].uns[ATTRS_KEY]["model"] = card
-            direct = _predict_at_centres(sdata.tables[name], model, he_full.data, scale.microns_per_pixel, device,
-                                         gene_idx)  # fmt: skip
-            if placeholder and not direct:
-                raise ValueError(
-                    f"Table '{name}' has too many spots to predict each from its own patch (the model's "
-                    "`max_direct_spots`), and with `dense=False` there is no dense map to aggregate instead; pass "
-                    "`dense=True`, or raise `max_direct_spots` (one patch per spot)."
-                )
-            if ensemble:
-                _describe_spread(sdata.tables[name], model)
-    written += [f"{'tables' if n in sdata.tables else 'shapes'}['{n}']" for n in new]
-    if not dense:
-        for name in maps:
-            del sdata.images[name]
-            written.remove(f"images['{name}']")
-    if sdata.is_backed():
-        # a map this call does not keep must not stay on disk either, e.g. the std map of an ensemble's earlier
-        # prediction under this key, now replaced by a single model's
-        on_disk = _on_disk(sdata)
-        for name in sorted({*maps, *taken} & {key_added, f"{key_added}_std"}):
-            if name not in sdata.images and name in on_disk:
-                sdata.delete_element_from_disk(name)
-        on_disk = _on_disk(sdata)
+
+
+def _describe_table(table, name: str, model, card: dict, he, slide_mpp: float, device, gene_idx: list[int], *,
+                    placeholder: bool) -> None:  # fmt: skip
+    """The model in the table's ``uns``; predictions at the centres for models that make them; the spread."""
+    table.uns[ATTRS_KEY]["model"] = card
+    direct = _predict_at_centres(table, model, he, slide_mpp, device, gene_idx)
+    if placeholder and not direct:
+        raise ValueError(
+            f"Table '{name}' has too many spots to predict each from its own patch (the model's "
+            "`max_direct_spots`), and with `dense=False` there is no dense map to aggregate instead; pass "
+            "`dense=True`, or raise `max_direct_spots` (one patch per spot)."
+        )
+    if isinstance(model, Ensemble):
+        _describe_spread(table, model)
+
+
+def _write_new(sdata, new: list[str], maps: list[str], taken: list[str], key_added: str) -> None:
+    """Write this call's new elements to the sample's store, and drop maps it no longer keeps."""
+    # a map this call does not keep must not stay on disk either, e.g. the std map of an ensemble's earlier
+    # prediction under this key, now replaced by a single model's
+    on_disk = _on_disk(sdata)
+    for name in sorted({*maps, *taken} & {key_added, f"{key_added}_std"}):
+        if name not in sdata.images and name in on_disk:
+            sdata.delete_element_from_disk(name)
+    on_disk = _on_disk(sdata)
+    with quiet_zarr():
         for name in new:
             if name in on_disk:
                 sdata.delete_element_from_disk(name)
             sdata.write_element(name)
-    log_added("sdata", written, start)
 
 
 def _check_transfer(sdata, scale, model, he_mpp: float) -> None:
@@ -294,6 +410,25 @@ def _mask(he_element, he_shape, tissue_mask) -> tuple[np.ndarray, float] | None:
     if mask.ndim != 2:
         raise ValueError(f"`tissue_mask` must be a 2-D bool array over the H&E, got shape {mask.shape}.")
     return mask, he_shape[1] / mask.shape[0]
+
+
+def _with_spots(mask: np.ndarray, factor: float, shapes) -> np.ndarray:
+    """The found tissue ``mask`` and every measured spot's circle: a spot was measured, so it lies on tissue.
+
+    Otsu on saturation misses pale tissue at times; without this a measured spot there would be NaN.
+    """
+    from skimage.draw import disk
+
+    mask = mask.copy()
+    xy = np.column_stack([shapes.geometry.x.to_numpy(), shapes.geometry.y.to_numpy()]) / factor
+    radii = (
+        np.maximum(shapes["radius"].to_numpy(dtype=float) / factor, 0.5)
+        if "radius" in shapes
+        else np.full(len(xy), 0.5)
+    )
+    for (x, y), r in zip(xy, radii, strict=True):
+        mask[disk((y - 0.5, x - 0.5), r + 0.5, shape=mask.shape)] = True
+    return mask
 
 
 def _streams(sdata) -> bool:
@@ -356,15 +491,10 @@ def _check_free(sdata, key: str, overwrite: bool) -> None:
 
 
 def _keep_in_memory(sdata, outputs: dict[str, list[str]], dense_map, transformations, *, persist: bool) -> None:
-    """Add the map's elements (a run of its channels each) to a sample that is not zarr-backed.
-
-    The map is computed once when small enough, else left lazy.
-    """
+    """Add the map's elements (a run of its channels each) to the sample, computed once (``persist``) or lazy."""
     from spatialdata.models import Image2DModel
 
-    nbytes = int(np.prod(dense_map.shape)) * dense_map.dtype.itemsize
-    small = nbytes <= PERSIST_BYTES
-    if small:
+    if persist:
         dense_map = dense_map.persist()
     first = 0
     for key, channels in outputs.items():
@@ -374,13 +504,7 @@ def _keep_in_memory(sdata, outputs: dict[str, list[str]], dense_map, transformat
                                      c_coords=channels, transformations=transformations)  # fmt: skip
         if key in sdata.images:
             del sdata.images[key]
-        sdata.images[key] = element.persist() if small else element
-    if not small and persist:
-        logger.warning(
-            f"The dense map ({nbytes / 2**30:.1f} GB) is too large to keep in memory and the sample is not backed by a "
-            "zarr store, so it stays lazy and is recomputed when read. Write the sample first (`sdata.write(path)`) "
-            "to stream the map to disk."
-        )
+        sdata.images[key] = element.persist() if persist else element
 
 
 def _name_like_measured(pred, measured) -> None:
@@ -397,10 +521,12 @@ def _on_disk(sdata) -> set[str]:
     return {p.split("/")[-1] for p in sdata.elements_paths_on_disk()}
 
 
-def _card_summary(model) -> dict:
+def _card_summary(model, key: str | None) -> dict:
     card = model.card
-    keep = ("model", "microns_per_pixel", "encoder", "normalization", "training", "validation_metrics")
+    keep = ("model", "microns_per_pixel", "encoder", "normalization", "training", "validation_metrics", "preset")
     summary = {k: card[k] for k in keep if k in card}
+    if key is not None:
+        summary["model_key"] = key
     if isinstance(model, Ensemble):
         # not the members' metrics: a table's uns cannot store a list of dicts
         summary["ensemble"] = _members(model)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._logging import logger
 from ._distributed import DistInfo, device_for_rank, init_distributed
+from ._progress import TrainingProgress
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -125,7 +126,7 @@ class Trainer:
         self.history = state.history
 
         start = time.perf_counter() - state.elapsed
-        bar = _progress(cfg, dist, total=cfg.epochs, initial=state.epoch)
+        bar = _progress(cfg, dist, initial=state.epoch)
         for epoch in range(state.epoch, cfg.epochs):
             if state.stopped:
                 break
@@ -144,6 +145,8 @@ class Trainer:
                     if ema is not None:
                         ema.update(module)
                 losses.append(float(out["loss"].detach()))
+                if bar is not None:
+                    bar.step(losses[-1])
                 if self._out_of_time(start, dist, device):
                     out_of_time = True
                     break
@@ -164,8 +167,7 @@ class Trainer:
             if ckpt is not None and dist.is_main:
                 self._save(ckpt, state, module, optimizer, ema)
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", cfg.monitor)})
+                bar.end_epoch(record, len(losses))
             if out_of_time:
                 logger.info(
                     f"Stopping in epoch {epoch + 1} after {len(losses)} steps: time budget of {cfg.max_time:.0f}s "
@@ -304,9 +306,7 @@ class _TrainState:
     stopped: bool = False
 
 
-def _progress(cfg: TrainerConfig, dist: DistInfo, *, total: int, initial: int):
+def _progress(cfg: TrainerConfig, dist: DistInfo, *, initial: int) -> TrainingProgress | None:
     if not cfg.progress or not dist.is_main:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="epochs", unit="epoch")
+    return TrainingProgress(cfg.epochs, initial_epoch=initial, max_time=cfg.max_time, monitor=cfg.monitor)
