@@ -1,0 +1,148 @@
+"""The README's calls with their default arguments on one her2st section: time to a first model, and is it any good?
+
+Runs, in one process and in this order, exactly what a new user types::
+
+    sdata = st.io.read_her2st(root, "C3")
+    st.pp.normalize(sdata); st.pp.select_genes(sdata, n_top=250)
+    st.tl.fit(sdata, model="pixnet")          # preset="auto": "cpu" without a CUDA GPU
+    st.tl.predict(sdata, spot_um=8)
+    st.pl.spatial_gene(sdata, "FASN")
+
+and then writes the sample (``st.io.write_zarr``). It prints JSON with the seconds of every step and in total, whether
+``spatial_gene`` and the write ran the network again (forward passes counted), and the validation PCC@M of the model
+(mean over genes of the Pearson correlation across the 15 % validation spots ``fit`` held out) beside the colour/texture
+ridge baseline's (``_ridge.py``) trained on the other 85 % of the same section and scored on the same spots.
+
+    python benchmarks/quickstart.py --section C3 --out runs/quickstart.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import peak_rss_gb, provenance, start_clock
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "her2st"
+
+
+def validation_spots(sdata, genes: list[str], seed: int) -> np.ndarray:
+    """The spot names ``st.tl.fit`` held out for validation (its default: 15 % of the spots, drawn with ``seed``)."""
+    from histo2st.train import prepare_sections, split_validation
+
+    # the draw depends only on the spot order and the seed, not on the resolution: a coarse one is quick
+    sections, _ = prepare_sections({"s": sdata}, genes, 16.0)
+    _, val, _ = split_validation(sections, 0.15, seed=seed)
+    return np.asarray(val[0].spot_names)
+
+
+def ridge_scores(sdata, genes: list[str], held: np.ndarray) -> tuple[float, float]:
+    """Validation PCC@M of the ridge baseline trained on the other spots, and its seconds."""
+    from _ridge import ALPHAS, RidgeBaseline
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import histo2st as st
+
+    start = time.perf_counter()
+    table = sdata.tables["table"]
+    diameter = st.io.get_scale(sdata).spot_diameter_um
+    features = RidgeBaseline(genes, patch_um=diameter).features(sdata, table.obsm["spatial"])
+    targets = _dense(table[:, genes].X)
+    val = np.isin(table.obs_names, held)
+    pipeline = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)).fit(features[~val], targets[~val])
+    return pcc_at_m(pipeline.predict(features[val]), targets[val]), time.perf_counter() - start
+
+
+def pcc_at_m(pred: np.ndarray, truth: np.ndarray) -> float:
+    from histo2st.metrics import pcc_per_gene
+
+    return float(np.nanmean(pcc_per_gene(pred, truth)))
+
+
+def _dense(x) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+
+
+def run(section: str, root: Path, gene: str) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import histo2st as st
+
+    steps, start = {}, time.perf_counter()
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        steps[name] = round(now - since, 1)
+        return now
+
+    t = time.perf_counter()
+    sdata = st.io.read_her2st(root, section)
+    t = lap("read_her2st", t)
+    st.pp.normalize(sdata)
+    st.pp.select_genes(sdata, n_top=250)
+    t = lap("normalize_select_genes", t)
+    model = st.tl.fit(sdata, model="pixnet")
+    t = lap("fit", t)
+    st.tl.predict(sdata, spot_um=8)
+    t = lap("predict", t)
+    forwards = []
+    forward = model.module.forward
+    model.module.forward = lambda x: (forwards.append(len(x)), forward(x))[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        st.pl.spatial_gene(sdata, gene, save=Path(tmp) / "gene.png", show=False)
+        t = lap("spatial_gene", t)
+        readme_total = round(time.perf_counter() - start, 1)
+        st.io.write_zarr(sdata, Path(tmp) / "sample.zarr")
+        t = lap("write_zarr", t)
+    genes = list(model.genes)
+    held = validation_spots(sdata, genes, model.card["training"]["seed"])
+    pred = sdata.tables["pred_spots"]
+    truth = sdata.tables["table"]
+    pixnet = pcc_at_m(_dense(pred[held, genes].X), _dense(truth[held, genes].X))
+    ridge, ridge_seconds = ridge_scores(sdata, genes, held)
+    return {
+        "section": section,
+        "seconds": steps,
+        "readme_calls_seconds": readme_total,
+        "forward_passes_after_predict": len(forwards),
+        "preset": model.card["preset"],
+        "epochs_run": len(model.history),
+        "validation_spots": len(held),
+        "pixnet_val_pcc_at_m": round(pixnet, 4),
+        "pixnet_val_pcc_trainer": model.card["validation_metrics"].get("val_pcc"),
+        "ridge_val_pcc_at_m": round(ridge, 4),
+        "ridge_seconds": round(ridge_seconds, 1),
+        "map_shape": list(sdata.images["pred"]["scale0"].ds["image"].shape)
+        if hasattr(sdata.images["pred"], "children")
+        else list(sdata.images["pred"].shape),
+        "peak_rss_gb": peak_rss_gb(),
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", default="C3")
+    parser.add_argument("--root", type=Path, default=DATA, help="her2st repository root")
+    parser.add_argument("--gene", default="FASN")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    clock = start_clock()
+    result = {**run(args.section, args.root, args.gene), "provenance": provenance(clock)}
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
