@@ -197,4 +197,9 @@ def test_progress_total_follows_the_time_cap(monkeypatch):
     # 100 epochs of 5 steps would be 500 steps; the cap leaves room for about 20 at one step a second
     assert bar.bar.total < 30
     assert bar.postfix["val_pcc"] == "0.5"
+    total = bar.bar.total
+    for _ in range(3):
+        now[0] += 1.0
+        bar.step(1.0)
+    assert bar.bar.total <= total  # steps within an epoch do not push the end further away
     bar.close()

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 UPSAMPLE_WARN = 1.25
 #: Dense maps up to this many bytes are kept in memory between aggregations of a sample that is not zarr-backed.
 PERSIST_BYTES = 2 * 2**30
+#: Spatial chunk of a map kept in memory.
+MEMORY_CHUNK = 1024
 
 
 def predict(
@@ -500,7 +502,10 @@ def _keep_in_memory(sdata, outputs: dict[str, list[str]], dense_map, transformat
     for key, channels in outputs.items():
         part = dense_map[first : first + len(channels)]
         first += len(channels)
-        element = Image2DModel.parse(part.rechunk((CHANNEL_CHUNK, *part.chunks[1:])), dims=("c", "y", "x"),
+        # regular chunks: a model's blocks (PixNet: whole tiles' cores) are uneven, and ome-zarr rechunks those with
+        # a warning when the sample is written
+        regular = (CHANNEL_CHUNK, *(min(n, MEMORY_CHUNK) for n in part.shape[1:]))
+        element = Image2DModel.parse(part.rechunk(regular), dims=("c", "y", "x"),
                                      c_coords=channels, transformations=transformations)  # fmt: skip
         if key in sdata.images:
             del sdata.images[key]

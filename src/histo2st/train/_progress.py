@@ -32,6 +32,8 @@ class TrainingProgress:
         self.max_time = max_time
         self.monitor = monitor
         self.steps_per_epoch: int | None = None
+        #: Steps counted when the epoch under way began.
+        self.epoch_start = 0
         self.postfix: dict[str, str] = {}
         self.start = time.perf_counter()
         self.bar = tqdm(total=None, desc=self._desc(), unit="step", dynamic_ncols=True)
@@ -51,6 +53,7 @@ class TrainingProgress:
         if self.steps_per_epoch is None and steps:
             self.steps_per_epoch = steps
         self.epoch += 1
+        self.epoch_start = self.bar.n
         if self.monitor is not None and self.monitor in record:
             self.postfix[self.monitor] = f"{record[self.monitor]:.4g}"
         self.bar.set_description(self._desc(), refresh=False)
@@ -60,7 +63,7 @@ class TrainingProgress:
     def _retotal(self) -> None:
         if self.steps_per_epoch is None:
             return
-        total = self.bar.n + self.steps_per_epoch * (self.epochs - self.epoch)
+        total = self.epoch_start + self.steps_per_epoch * (self.epochs - self.epoch)
         elapsed = time.perf_counter() - self.start
         if self.max_time is not None and self.bar.n and elapsed > 0:
             total = min(total, self.bar.n + int(max(self.max_time - elapsed, 0) * self.bar.n / elapsed))
