@@ -139,7 +139,7 @@ def zarr_child(path: str, limit_bytes: int, n_circles: int, size: int) -> None:
     import dask
     import dask.array as da
 
-    from histo2st.tl._aggregate_arrays import aggregate_array
+    from histo2st._core._aggregate_arrays import aggregate_array
 
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
     centers, radii = random_circles(n_circles, size, np.random.default_rng(1))
@@ -162,7 +162,7 @@ def zarr_case(image: np.ndarray, n_circles: int) -> dict:
         for c0 in range(0, image.shape[0], 8):
             z[c0 : c0 + 8] = image[c0 : c0 + 8]
         probe = subprocess.run(
-            [sys.executable, "-c", "import histo2st.tl._aggregate_arrays, dask.array, zarr, resource;"
+            [sys.executable, "-c", "import histo2st._core._aggregate_arrays, dask.array, zarr, resource;"
              "print(int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize())"],
             capture_output=True, text=True, check=True,
         )  # fmt: skip

@@ -5,14 +5,8 @@
 Importing the package does not import torch; the models import it when they are used.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import datasets, io, metrics, pl, pp, tl
 from ._settings import settings
-
-try:
-    __version__ = version("histo2st")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
+from ._version import __version__
 
 __all__ = ["__version__", "datasets", "io", "metrics", "pl", "pp", "settings", "tl"]

@@ -27,7 +27,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     Options have no argparse defaults (``SUPPRESS``), so a parse returns only what was given; the defaults live in each
     subcommand's ``DEFAULTS`` and are merged under the config file and the flags by :func:`resolve`.
     """
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="histo2st",

@@ -9,6 +9,7 @@ import spatialdata as sd
 from forward_counter import count_forwards
 
 import histo2st as st
+from histo2st._core._tissue import tissue_mask
 from histo2st.model import Ensemble, PixNet
 from histo2st.tl._stream import PARTIAL_DIR
 
@@ -50,7 +51,7 @@ def _he(sdata):
 
 def _members_maps(ensemble, sdata) -> np.ndarray:
     """Each member's own dense map, ``(members, genes, y, x)``, over the same tiles as ``st.tl.predict``."""
-    mask = st.tl._tissue.tissue_mask(sdata.images["he"])
+    mask = tissue_mask(sdata.images["he"])
     return np.stack(
         [m.predict_image(_he(sdata), 2.0, tissue_mask=mask, batch_size=4).compute() for m in ensemble.members]
     )
@@ -105,7 +106,7 @@ def test_predict_image_is_the_members_mean_and_std(fitted):
         _uncount(*ensemble.members)
     calls = [count_forwards(m) for m in ensemble.members]
     try:
-        mask = st.tl._tissue.tissue_mask(sdata.images["he"])
+        mask = tissue_mask(sdata.images["he"])
         both = ensemble.predict_image(_he(sdata), 2.0, tissue_mask=mask, batch_size=4).compute()
     finally:
         _uncount(*ensemble.members)
@@ -184,7 +185,7 @@ def test_zarr_backed_prediction_runs_each_member_once_per_block(fitted, predicte
     finally:
         _uncount(*ensemble.members)
     # as many tiles per member as one direct prediction of its own map: no block ran twice for mean and std
-    mask = st.tl._tissue.tissue_mask(sdata.images["he"])
+    mask = tissue_mask(sdata.images["he"])
     for member, calls in zip(ensemble.members, full, strict=True):
         direct = count_forwards(member)
         try:

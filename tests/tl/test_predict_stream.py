@@ -11,6 +11,7 @@ import torch
 from forward_counter import count_forwards
 
 import histo2st as st
+from histo2st._core._tissue import tissue_mask
 from histo2st.model import PixNet
 from histo2st.tl._predict import off_tissue_nan
 from histo2st.tl._stream import PARTIAL_DIR
@@ -89,7 +90,7 @@ def test_streams_blocks_and_writes_nothing_for_background(slide_path, tmp_path):
 
     # what was streamed is what the model predicts, lazily, for the same tiles
     he = sdata["he"]["scale0"].ds["image"].data
-    mask = st.tl._tissue.tissue_mask(sdata["he"])
+    mask = tissue_mask(sdata["he"])
     direct = off_tissue_nan(model.predict_image(he, 2.0, tissue_mask=mask, batch_size=4), *mask).compute()
     np.testing.assert_allclose(values, direct.astype(np.float16), equal_nan=True)
 
@@ -163,7 +164,7 @@ def test_same_call_on_a_distributed_cluster(slide_path, tmp_path):
     assert any("predict_block" in key for key in ran)
     assert any("_store_block" in key for key in ran)
     he = sdata["he"]["scale0"].ds["image"].data
-    mask = st.tl._tissue.tissue_mask(sdata["he"])
+    mask = tissue_mask(sdata["he"])
     direct = off_tissue_nan(_model().predict_image(he, 2.0, tissue_mask=mask, batch_size=4), *mask)
     np.testing.assert_array_equal(sdata["pred"].data.compute(), direct.compute().astype(np.float16))
     assert np.isfinite(sdata.tables["pred_square_16um"].X).all()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from spatialdata.models import Image2DModel
 
-from histo2st.tl._tissue import regions_on_tissue, tissue_mask
+from histo2st._core._tissue import regions_on_tissue, tissue_mask
 
 
 def _disc_image(size: int) -> np.ndarray:

@@ -11,7 +11,6 @@ import time
 import uuid
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,9 +18,6 @@ from .._core import as_gene_list
 from .._logging import logger
 from .._settings import settings
 from ..pp._stain import STAIN_METHODS
-
-if TYPE_CHECKING:
-    from ._ensemble import Ensemble
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
@@ -281,8 +277,8 @@ class BaseModel:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "cpu") -> BaseModel | Ensemble:
-        """Load a model saved with :meth:`save` (through ``BaseModel`` also an :class:`Ensemble`).
+    def load(cls, path: str | Path, *, device: str = "cpu") -> BaseModel:
+        """Load a model saved with :meth:`save` (of any model class through ``BaseModel``).
 
         The weights are checked against the sha256 in the card (models saved before it was recorded load unchecked).
         A missing file raises :class:`FileNotFoundError`, a damaged or replaced one :class:`ModelFileError`.
@@ -290,11 +286,10 @@ class BaseModel:
         path = Path(path)
         card = read_card(path)
         if card["model"] == "ensemble":
-            from ._ensemble import Ensemble
-
-            if cls is not BaseModel:
-                raise TypeError(f"'{path}' holds an ensemble of models, not a {cls.__name__}.")
-            return Ensemble.load(path, device=device)
+            raise TypeError(
+                f"'{path}' holds an ensemble of models, not a {cls.__name__}; load it with "
+                "`histo2st.tl.load_model(path)` (or `histo2st.model.Ensemble.load`)."
+            )
         klass = MODELS.get(card.get("model"))
         if klass is None:
             raise ValueError(
@@ -324,23 +319,6 @@ class BaseModel:
     def __repr__(self) -> str:
         trained = f"trained {len(self.history)} epochs" if self.history else "untrained"
         return f"{type(self).__name__}({self.n_genes} genes, {self.microns_per_pixel} µm/px, {trained})"
-
-
-def load_model(path: str | Path, *, device: str = "cpu") -> BaseModel | Ensemble:
-    """Load any histo2st model saved with ``model.save(path)``, a seed ensemble included.
-
-    Parameters
-    ----------
-    path
-        Directory written by :meth:`BaseModel.save` or :meth:`histo2st.model.Ensemble.save`.
-    device
-        Where to map the weights.
-
-    Returns
-    -------
-    The model, of the class recorded in its card; a :class:`histo2st.model.Ensemble` for a saved ensemble.
-    """
-    return BaseModel.load(path, device=device)
 
 
 def read_card(path: str | Path) -> dict:
@@ -449,7 +427,7 @@ def write_dir_atomic(path: str | Path, write, *, overwrite: bool) -> None:
 
 def write_card(directory: Path, card: dict) -> None:
     """``card.json`` in ``directory``, stamped with the histo2st version and the time."""
-    from .. import __version__
+    from .._version import __version__
 
     stamped = {
         **card,

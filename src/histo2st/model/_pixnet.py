@@ -12,10 +12,7 @@ import dask.array as da
 import numpy as np
 
 from .._core._resample import resample_image
-from .._logging import logger
-from .._settings import settings
-from ._base import BaseModel
-from ._tiling import (
+from .._inference._tiling import (
     MAX_HALO_PX,
     PAD_VALUE,
     core_chunks,
@@ -24,6 +21,9 @@ from ._tiling import (
     make_grid,
     predict_cores,
 )
+from .._logging import logger
+from .._settings import settings
+from ._base import BaseModel
 
 
 class PixNet(BaseModel):
@@ -159,8 +159,9 @@ class PixNet(BaseModel):
         The image is resampled to ``model.microns_per_pixel`` (and, with ``stain_normalization``, normalised with
         the slide's stains estimated once on its tissue) and cut into tiles of ``tile_px``: each predicts its
         core, the tile less a halo of context on each side (a quarter of the tile, at most
-        :data:`~histo2st.model._tiling.MAX_HALO_PX`), so seams never sit at a tile edge. Each output chunk is a block of
-        cores whose tiles run in batches of ``batch_size``; tiles that touch no tissue are not run and are NaN.
+        :data:`~histo2st._inference._tiling.MAX_HALO_PX`), so seams never sit at a tile edge. Each output chunk is a
+        block of cores whose tiles run in batches of ``batch_size``; tiles that touch no tissue are not run and are
+        NaN.
 
         Parameters
         ----------
@@ -171,12 +172,12 @@ class PixNet(BaseModel):
         device
             Torch device; default :attr:`histo2st.settings.device`.
         tissue_mask
-            ``(mask, factor)`` as from :func:`histo2st.tl._tissue.tissue_mask`, with ``factor`` in pixels of
+            ``(mask, factor)`` as from :func:`histo2st._core._tissue.tissue_mask`, with ``factor`` in pixels of
             ``image`` per mask pixel; tiles more than a halo away from tissue are skipped. ``None`` predicts all.
         batch_size
             Tiles per forward pass; default from the device (a pixel budget on a CPU, the free memory of a GPU).
         """
-        from ..tl._tissue import regions_on_tissue
+        from .._core._tissue import regions_on_tissue
 
         device = settings.resolve_device(device)
         factor = image_mpp / self.microns_per_pixel

@@ -8,10 +8,10 @@ import dask.array as da
 import numpy as np
 
 from .._core._resample import resample_image
+from .._inference._spot_windows import grid_coordinates, predict_windows
 from .._logging import logger
 from .._settings import settings
 from ._base import BaseModel
-from ._spot_windows import grid_coordinates, predict_windows
 
 #: Patch side of the paper: 112 px of her2st at about 0.69 µm/px.
 PAPER_PATCH_PX = 112
@@ -155,9 +155,9 @@ class THItoGene(BaseModel):
         """Predicted expression ``(n, genes)`` at the centres ``xy_px`` (H&E pixels), from a patch at each.
 
         Every point gets a ``patch_um`` patch and is predicted in windows of ``window_spots`` nearby points (see
-        :func:`~histo2st.model._spot_windows.prediction_windows`). The cost is one patch encoding per point, whatever
-        the spot size: 8 µm bins over a 5 mm section are ~400,000 patches (hours on a CPU). Returns ``None`` when there
-        are more than ``max_direct_spots`` points, so the caller aggregates the dense image instead.
+        :func:`~histo2st._inference._spot_windows.prediction_windows`). The cost is one patch encoding per point,
+        whatever the spot size: 8 µm bins over a 5 mm section are ~400,000 patches (hours on a CPU). Returns ``None``
+        when there are more than ``max_direct_spots`` points, so the caller aggregates the dense image instead.
         """
         xy_px = np.asarray(xy_px, dtype=np.float64)
         if len(xy_px) > self.init_params["max_direct_spots"]:
@@ -191,7 +191,7 @@ class THItoGene(BaseModel):
         :func:`histo2st.tl.aggregate`) are predicted; the others are NaN. The image is computed in memory, window by
         window (``genes`` × the number of grid points floats).
         """
-        from ..tl._tissue import tissue_mask
+        from .._core._tissue import tissue_mask
 
         stride_px = self.map_microns_per_pixel / image_mpp
         height, width = (math.ceil(n / stride_px) for n in image.shape[1:])

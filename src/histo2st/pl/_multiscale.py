@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._constants import MICRONS_CS, PRED_KEY, TRUTH_KEY
-from ..tl._aggregate_arrays import aggregate_array
+from .._core._aggregate_arrays import aggregate_array
 from ._figure import finish, panel_grid, value_range
 from ._planes import affine, channel_names, full_resolution, sample_keys
 from ._units import normalize_counts, normalize_params, prediction_params, truth_params, units_label

@@ -161,7 +161,7 @@ def tissue_pixels(image, microns_per_pixel: float, *, sample_um: float = SAMPLE_
     """Pixels on the tissue of an H&E, about one every ``sample_um`` µm, to estimate its stains from.
 
     The image is read with a stride (numpy, or dask block by block: the whole image is never held in memory), and a
-    tissue mask (:func:`histo2st.tl._tissue.tissue_mask`) of that copy drops the glass around the tissue. Pixels are
+    tissue mask (:func:`histo2st._core._tissue.tissue_mask`) of that copy drops the glass around the tissue. Pixels are
     taken as they are, not averaged: averages mix nuclei and stroma and blunt the extreme stain directions that
     Macenko's method reads the stain vectors at.
 
@@ -182,7 +182,7 @@ def tissue_pixels(image, microns_per_pixel: float, *, sample_um: float = SAMPLE_
     spacing_um
         The spacing used, in µm.
     """
-    from ..tl._tissue import tissue_mask
+    from .._core._tissue import tissue_mask
 
     height, width = image.shape[1:]
     step = min(max(1, round(sample_um / microns_per_pixel)), max(1, math.isqrt(height * width // MIN_SAMPLE_PIXELS)))

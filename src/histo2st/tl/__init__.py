@@ -1,7 +1,7 @@
 """Tools (``st.tl``): aggregation, model fitting, prediction and evaluation."""
 
+from .._core._aggregate_arrays import Aggregated, aggregate_array
 from ._aggregate import aggregate
-from ._aggregate_arrays import Aggregated, aggregate_array
 from ._evaluate import evaluate, gene_scores
 from ._evaluate_dense import evaluate_dense
 from ._fit import fit

@@ -8,9 +8,9 @@ from typing import Literal
 import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, PIXEL_CS, REGION_KEY, SPATIAL_KEY
+from .._core._aggregate_arrays import TILE_BYTES, aggregate_array
+from .._core._tissue import tissue_mask as he_tissue_mask
 from .._logging import log_added
-from ._aggregate_arrays import TILE_BYTES, aggregate_array
-from ._tissue import tissue_mask as he_tissue_mask
 
 
 def aggregate(

@@ -10,9 +10,9 @@ import pandas as pd
 
 from .._constants import ATTRS_KEY, MICRONS_CS, PRED_KEY, TABLE_KEY, TRUTH_KEY, VISIUM_HD_BINS_UM
 from .._core import as_gene_list
+from .._core._aggregate_arrays import aggregate_array
 from .._logging import log_added
 from ..metrics import PCC_SUMMARY, mae, mse, pcc_per_gene, pcc_summary, ssim_per_gene
-from ._aggregate_arrays import aggregate_array
 
 #: Columns of the summary that :func:`evaluate_dense` returns, in order.
 DENSE_COLUMNS = ("bin_um", "n_bins", "n_genes", *PCC_SUMMARY, "SSIM", "MSE", "MAE")

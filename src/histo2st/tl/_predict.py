@@ -16,11 +16,11 @@ import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
 from .._core import quiet_zarr
+from .._core._tissue import regions_on_tissue
+from .._inference._tiling import MAX_HALO_PX
 from .._logging import log_added, logger
 from ..model._ensemble import Ensemble
-from ..model._tiling import MAX_HALO_PX
 from ._stream import CHANNEL_CHUNK, stream_map
-from ._tissue import regions_on_tissue
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -402,7 +402,7 @@ def _level_for(element, microns_per_pixel: float, target: float):
 
 def _mask(he_element, he_shape, tissue_mask) -> tuple[np.ndarray, float] | None:
     """``(mask, full-resolution H&E pixels per mask pixel)`` or ``None`` to predict everywhere."""
-    from ._tissue import tissue_mask as find_tissue
+    from .._core._tissue import tissue_mask as find_tissue
 
     if tissue_mask is False:
         return None

@@ -107,9 +107,9 @@ def pretrain_encoder(
     """
     import torch
 
-    from .. import __version__
     from .._core import as_samples
     from .._settings import settings
+    from .._version import __version__
     from ..module._ssl import BYOLModule
     from ..train import Trainer, TrainerConfig
     from ..train._precision import native_bfloat16
@@ -220,8 +220,8 @@ def _write_atomic(path: Path, write) -> None:
 def _tile_slide(name: str, sdata, microns_per_pixel: float, tile_px: int, min_tissue: float):
     from .._core import get_scale
     from .._core._resample import resample_image
+    from .._core._tissue import tissue_mask
     from ..train._ssl_plan import TileSlide, tissue_tile_centers
-    from ._tissue import tissue_mask
 
     scale = get_scale(sdata)
     if scale.image_key not in sdata.images:

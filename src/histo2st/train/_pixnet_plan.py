@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..model._tiling import make_grid, predict_spots_tiled, read_tile
+from .._inference._tiling import make_grid, predict_spots_tiled, read_tile
 from ._augment import color_jitter, flip_rotate, stain_jitter
 from ._metrics import spot_metrics
 from ._sections import Section

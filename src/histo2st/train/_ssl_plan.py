@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model._tiling import read_tile
+from .._inference._tiling import read_tile
 from ._augment import color_jitter, random_views, stain_jitter
 
 #: Side of the region read around a tile, in tiles: room for the views' shifts and rotations.

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .._core._scale import pitch_from_centres
-from ..model._spot_windows import GRAPH_K, cut_patches, grid_coordinates, predict_windows, window_grid
+from .._inference._spot_windows import GRAPH_K, cut_patches, grid_coordinates, predict_windows, window_grid
 from ._augment import color_jitter
 from ._batchnorm import recalibrate_batchnorm
 from ._metrics import spot_metrics
