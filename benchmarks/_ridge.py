@@ -1,6 +1,6 @@
-"""The benchmarks' baseline: colour and texture statistics of the H&E patch around each spot, then ridge regression.
+"""The benchmarks' baseline: color and texture statistics of the H&E patch around each spot, then ridge regression.
 
-No deep features: per pixel the RGB values, the hematoxylin, eosin and DAB amounts of scikit-image's colour
+No deep features: per pixel the RGB values, the hematoxylin, eosin and DAB amounts of scikit-image's color
 deconvolution (``rgb2hed``), the grey-level gradient magnitude (Sobel) and a difference of Gaussians at nucleus scale;
 per patch their mean, standard deviation and 10th, 50th and 90th percentiles (40 features). scikit-learn standardises
 them and fits ``RidgeCV`` (one alpha for all genes, by efficient leave-one-out on the training spots).
@@ -23,12 +23,12 @@ BATCH = 2048
 
 
 class RidgeBaseline:
-    """Ridge regression from the colour and texture statistics of a square H&E patch centred on each spot.
+    """Ridge regression from the color and texture statistics of a square H&E patch centerd on each spot.
 
     Parameters
     ----------
     genes
-        Genes to predict (columns of the training tables' log-normalised ``X``).
+        Genes to predict (columns of the training tables' log-normalized ``X``).
     patch_um
         Side of the square patch in µm (the training spots' diameter: a spot sees the tissue it measured).
     microns_per_pixel
@@ -48,7 +48,7 @@ class RidgeBaseline:
         return float(self.pipeline[-1].alpha_)
 
     def fit(self, samples: dict) -> RidgeBaseline:
-        """Fit on every measured spot of these normalised sections (``{name: sdata}``)."""
+        """Fit on every measured spot of these normalized sections (``{name: sdata}``)."""
         from sklearn.linear_model import RidgeCV
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -64,7 +64,7 @@ class RidgeBaseline:
         return self
 
     def predict_points(self, sdata, xy_px: np.ndarray) -> np.ndarray:
-        """``(n, genes)`` predictions for patches centred on ``xy_px`` (x, y in the sample's H&E pixels)."""
+        """``(n, genes)`` predictions for patches centerd on ``xy_px`` (x, y in the sample's H&E pixels)."""
         if self.pipeline is None:
             raise RuntimeError("Fit the baseline first (`RidgeBaseline.fit`).")
         return self.pipeline.predict(self.features(sdata, xy_px)).astype(np.float32)
@@ -119,7 +119,7 @@ def channel_stack(sdata, microns_per_pixel: float) -> tuple[np.ndarray, float]:
 
 
 def patch_statistics(stack: np.ndarray, xy: np.ndarray, size: int) -> np.ndarray:
-    """Mean, standard deviation and percentiles of each channel over the ``size`` px square centred on each point.
+    """Mean, standard deviation and percentiles of each channel over the ``size`` px square centerd on each point.
 
     Points are ``(x, y)`` in stack pixels (continuous, pixel corners at integers); the image is mirrored at its edges.
     """

@@ -64,19 +64,19 @@ def stream_sum(bits):
 
 
 NAIVE_BOX = (
-    "per spot: slice the circle's bounding box out of the map, build a boolean mask of the pixel centres inside "
+    "per spot: slice the circle's bounding box out of the map, build a boolean mask of the pixel centers inside "
     "(numpy mgrid), take map[:, box][:, mask] as float64 and sum; cropping to the bounding box makes this the faster "
     "and so the stricter of the two naive baselines"
 )
 NAIVE_FULL = (
-    "per spot: a boolean mask over the whole map, (xx - cx)**2 + (yy - cy)**2 <= r**2 with the pixel-centre grids "
+    "per spot: a boolean mask over the whole map, (xx - cx)**2 + (yy - cy)**2 <= r**2 with the pixel-center grids "
     "built once outside the timing, then map[:, mask] as float64 summed: the literal per-spot mask loop (as in the "
     "tests' brute-force reference)"
 )
 
 
 def naive_full_mask(image, centers, radii, xx, yy) -> np.ndarray:
-    """Per spot: a full-map boolean mask of the pixel centres inside, a masked sum."""
+    """Per spot: a full-map boolean mask of the pixel centers inside, a masked sum."""
     out = np.zeros((len(radii), image.shape[0]))
     for k, ((cx, cy), r) in enumerate(zip(centers, radii, strict=True)):
         mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
@@ -85,7 +85,7 @@ def naive_full_mask(image, centers, radii, xx, yy) -> np.ndarray:
 
 
 def naive_circles(image, centers, radii) -> np.ndarray:
-    """Per spot: the bounding box, a boolean mask of the pixel centres inside, a masked sum."""
+    """Per spot: the bounding box, a boolean mask of the pixel centers inside, a masked sum."""
     out = np.zeros((len(radii), image.shape[0]))
     for k, ((cx, cy), r) in enumerate(zip(centers, radii, strict=True)):
         x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, image.shape[2])

@@ -34,11 +34,11 @@ def spot_alignment(sdata, key: str, map_um: float, shift_um: float = 0.0) -> flo
     scale = st.io.get_scale(sdata)
     dense = sdata.images[key].data  # lazy: only the window around each spot is read, in float64
     pred = sdata.tables[f"{key}_spots"]
-    centres = pred.obsm["spatial"] * scale.microns_per_pixel + [shift_um, 0]
+    centers = pred.obsm["spatial"] * scale.microns_per_pixel + [shift_um, 0]
     radius = scale.spot_diameter_um / 2
     y_um, x_um = ((np.arange(n) + 0.5) * map_um for n in dense.shape[1:])
     differences = []
-    for k, (cx, cy) in enumerate(centres):
+    for k, (cx, cy) in enumerate(centers):
         rows, cols = np.flatnonzero(np.abs(y_um - cy) <= radius), np.flatnonzero(np.abs(x_um - cx) <= radius)
         if not (rows.size and cols.size):
             continue

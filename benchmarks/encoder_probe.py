@@ -1,13 +1,13 @@
 """Linear probe of ResNet18 encoders on her2st: frozen features at each spot, ridge regression, leave-one-section-out.
 
 Measures what an encoder knows before any fine-tuning, in a minute instead of a PixNet training per fold: for each
-spot, the patch of ``--patch-px`` pixels at ``--microns-per-pixel`` centred on it goes through the frozen encoder,
+spot, the patch of ``--patch-px`` pixels at ``--microns-per-pixel`` centerd on it goes through the frozen encoder,
 the global averages of its layer2, layer3 and layer4 feature maps (128 + 256 + 512 values) are the features, and
 scikit-learn's ``StandardScaler`` + ``RidgeCV`` (the alphas of the ridge baseline) predicts the fold's top-250 genes
-(protocol ``pixnet_top250``, normalised as in ``benchmarks/her2st.py``). Scored per test section with PCC@M/S/F.
+(protocol ``pixnet_top250``, normalized as in ``benchmarks/her2st.py``). Scored per test section with PCC@M/S/F.
 
 Encoders ("arms"):
-- ``random``: the torchvision initialisation under ``--seed`` (what PixNet starts from without weights);
+- ``random``: the torchvision initialization under ``--seed`` (what PixNet starts from without weights);
 - ``train``: for each fold, ``PRETRAIN_DIR/<training sections joined by '+'>.pt``, as ``benchmarks/her2st.py
   --pretrain train`` leaves them (pretrained on the fold's training slides only);
 - ``all``: ``PRETRAIN_DIR/<all sections joined by '+'>.pt`` (transductive: it saw the test slide's image).
@@ -33,7 +33,7 @@ BATCH = 64
 
 
 def spot_patches(sdata, microns_per_pixel: float, patch_px: int) -> np.ndarray:
-    """``(n_spots, 3, patch_px, patch_px)`` uint8 patches centred on the spots of the sample's table."""
+    """``(n_spots, 3, patch_px, patch_px)`` uint8 patches centerd on the spots of the sample's table."""
     import histo2st as st
     from histo2st._inference._tiling import read_tile
 
@@ -65,7 +65,7 @@ def load_encoder(arm: str, train: list[str], sections: list[str], pretrain_dir: 
 
     torch.manual_seed(seed)
     encoder = ResNet18(num_classes=None)
-    source = "random initialisation"
+    source = "random initialization"
     if arm != "random":
         if pretrain_dir is None:
             raise SystemExit(f"Arm '{arm}' needs --pretrain-dir.")

@@ -1,14 +1,14 @@
-"""her2st benchmark: PixNet, THItoGene and a colour/texture ridge baseline, same split, genes and normalisation.
+"""her2st benchmark: PixNet, THItoGene and a color/texture ridge baseline, same split, genes and normalization.
 
 One run trains every model on the training sections of each fold and scores it on the held-out section(s), under a
 named protocol of ``st.tl.protocol``: ``pixnet_top250`` (the PixNet paper's 250 genes with the highest mean
 log1p(count / total * 1e4) over the fold's training sections) or ``thitogene_785`` (THItoGene's fixed gene list).
 Default split: train C2 C3 C4, test C5; ``--loso`` holds out each section in turn (leave-one-section-out).
 
-Every section is normalised over all its genes (``st.pp.normalize``: log1p(count / total * 1e4)) before the genes
+Every section is normalized over all its genes (``st.pp.normalize``: log1p(count / total * 1e4)) before the genes
 are selected, the same for every model. Each model and fold runs in its own 'spawn' child process, which loads the
 sections, trains, predicts the test spots and evaluates them, so the peak memory reported (VmHWM of that process)
-belongs to that model alone; ``rss_after_load_gb`` is the memory once the tables are read and normalised.
+belongs to that model alone; ``rss_after_load_gb`` is the memory once the tables are read and normalized.
 
 Reported per model, fold and test section: every metric of ``st.tl.evaluate`` (MSE, MAE, PCC@M/S/F, ARI of k-means
 domains of predicted vs measured expression with ``--n-clusters``), the top genes by -log10 p
@@ -85,7 +85,7 @@ def load_sections(source: dict, names: list[str]) -> dict:
 
 
 def run_model_fold(spec: dict) -> dict:
-    """In a child process: load, normalise and select genes, train one model, predict the test spots, evaluate."""
+    """In a child process: load, normalize and select genes, train one model, predict the test spots, evaluate."""
     from _ridge import RidgeBaseline
 
     import histo2st as st
@@ -327,7 +327,7 @@ def main(argv=None) -> dict:
             "protocol_params": protocol.params,
             "provenance": provenance(clock),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "summary": summarise(folds, names),
+            "summary": summarize(folds, names),
             "folds": folds,
         }
     )
@@ -357,7 +357,7 @@ def results_frame(folds: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["fold", "model", "section"])
 
 
-def summarise(folds: list[dict], models: list[str]) -> dict:
+def summarize(folds: list[dict], models: list[str]) -> dict:
     """Per model: mean and sd over the test sections of every fold (the PixNet paper's per-section averaging)."""
     out = {}
     for name in models:

@@ -2,20 +2,20 @@
 
 Design: one synthetic tissue (``st.datasets.synthetic_tissue``, default 1600 x 2400 µm at 1 µm per pixel, 32 genes,
 Visium HD-style bins of 2, 8 and 16 µm) is split into two regions by a vertical line. Every model (PixNet, THItoGene,
-the colour/texture ridge baseline) is trained on the 55 µm Visium-like spots of the left region only, with the H&E
+the color/texture ridge baseline) is trained on the 55 µm Visium-like spots of the left region only, with the H&E
 cropped to that region, so no pixel of the test region is seen in training; a guard band (default 100 µm) keeps
 the two regions apart. (One tissue, not two: the cell types' expression profiles are drawn per seed, so tissues of
 different seeds would have unrelated genes.) The models then predict the right region, at its 55 µm spots and at
 every bin size:
 
 - PixNet: its dense map averaged over each spot and square bin (``st.tl.predict(spot_um=...)``);
-- THItoGene: ``st.tl.predict(spot_um=...)``, a prediction from a patch at each spot and bin centre (from its dense
+- THItoGene: ``st.tl.predict(spot_um=...)``, a prediction from a patch at each spot and bin center (from its dense
   map instead where a table has more than ``max_direct_spots`` bins, e.g. the 2 µm bins);
-- ridge: from the statistics of a patch of the training spot size centred on each spot and bin.
+- ridge: from the statistics of a patch of the training spot size centerd on each spot and bin.
 
 Each prediction is compared, on the same spots and bins for every model (those in the test region with expression,
 predicted by every model), with the truth: the tissue's noise-free expected counts of that spot or bin
-(``layers["expected"]``, the dense truth summed over it), log1p(x / total * 1e4) normalised like the training spots.
+(``layers["expected"]``, the dense truth summed over it), log1p(x / total * 1e4) normalized like the training spots.
 Reported per model and scale: PCC@M/S/F (per gene across the spots or bins), MSE, MAE, SSIM of the binned maps
 (bins only), the ARI of k-means domains at the spots, the prediction spread, and the PCC@M against the measured
 (Poisson) counts, which at 2 µm hold only a few molecules per bin. For models with a dense map (PixNet, THItoGene)
@@ -54,7 +54,7 @@ COLUMNS = ["n", "PCC@M", "PCC@S", "PCC@F", "SSIM", "MSE", "MAE", "ARI", "spread"
 
 
 def make_tissue(spec: dict):
-    """The synthetic tissue of this run (deterministic from its parameters), normalised."""
+    """The synthetic tissue of this run (deterministic from its parameters), normalized."""
     import histo2st as st
 
     tissue = st.datasets.synthetic_tissue(
@@ -99,7 +99,7 @@ def training_sample(tissue, x_max_px: float):
 
 
 def test_points(tissue, spec: dict) -> dict:
-    """Per scale, the indices of the spots or bins of the test region that hold expression, and their centres."""
+    """Per scale, the indices of the spots or bins of the test region that hold expression, and their centers."""
     x_min = regions(spec)[1]
     points = {}
     for scale in [SPOTS, *spec["bins_um"]]:
@@ -115,9 +115,9 @@ def on_bins(pred, bins, edge_px: float) -> np.ndarray:
     rows, cols = bins.obs["array_row"].to_numpy(), bins.obs["array_col"].to_numpy()
     lookup = np.full((rows.max() + 1, cols.max() + 1), -1)
     lookup[rows, cols] = np.arange(bins.n_obs)
-    centre = pred.obsm["spatial"] / edge_px - 0.5
-    grid = np.round(centre).astype(np.int64)
-    if not np.allclose(centre, grid, atol=1e-3):
+    center = pred.obsm["spatial"] / edge_px - 0.5
+    grid = np.round(center).astype(np.int64)
+    if not np.allclose(center, grid, atol=1e-3):
         raise RuntimeError(
             "The predicted bins are not on the tissue's bin grid; both should start at the image corner."
         )
@@ -175,7 +175,7 @@ def run_model(spec: dict) -> dict:
     return {"values": values, "index": {k: v[0] for k, v in points.items()}, "dense": dense, **record}
 
 
-def log_normalised(values) -> np.ndarray:
+def log_normalized(values) -> np.ndarray:
     """log1p(x / total * 1e4) per row over all genes, as ``st.pp.normalize`` does to the training spots."""
     values = np.asarray(values.toarray() if hasattr(values, "toarray") else values, dtype=np.float64)
     total = values.sum(1, keepdims=True)
@@ -190,9 +190,9 @@ def score(tissue, spec: dict, runs: dict) -> list[dict]:
     rows = []
     for scale, (index, _) in points.items():
         table = tissue.tables["table" if scale == SPOTS else f"table_{scale:03d}um"]
-        truth = log_normalised(table.layers["expected"][index])
+        truth = log_normalized(table.layers["expected"][index])
         counts = table.layers["counts"][index]
-        measured = log_normalised(counts)
+        measured = log_normalized(counts)
         has_counts = np.asarray(counts.sum(1)).ravel() > 0
         for name, run in runs.items():
             if not np.array_equal(run["index"][scale], index):
@@ -311,7 +311,7 @@ def markdown(result: dict) -> str:
         f"{prov['load_average_start'][0]:.1f} at the start.\n\n`{prov['command']}`\n\n"
         f"Tissue {design['height_um']:g} x {design['width_um']:g} µm (seed {design['seed']}, {design['n_genes']} "
         f"genes); trained on the 55 µm spots left of {design['train_fraction']:.0%} of the width, tested right of it "
-        f"(guard band {design['guard_um']:g} µm). Truth: expected counts, log-normalised.\n\n"
+        f"(guard band {design['guard_um']:g} µm). Truth: expected counts, log-normalized.\n\n"
     )
     cost_rows = [{"model": name, **run} for name, run in result["models"].items()]
     costs = ["model", "n_train_spots", "train_seconds", "predict_seconds", "peak_rss_gb", "epochs", "best_val_pcc"]

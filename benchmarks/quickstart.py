@@ -10,7 +10,7 @@ Runs, in one process and in this order, exactly what a new user types::
 
 and then writes the sample (``st.io.write_zarr``). It prints JSON with the seconds of every step and in total, whether
 ``spatial_gene`` and the write ran the network again (forward passes counted), and the validation PCC@M of the model
-(mean over genes of the Pearson correlation across the 15 % validation spots ``fit`` held out) beside the colour/texture
+(mean over genes of the Pearson correlation across the 15 % validation spots ``fit`` held out) beside the color/texture
 ridge baseline's (``_ridge.py``) trained on the other 85 % of the same section and scored on the same spots.
 
     python benchmarks/quickstart.py --section C3 --out runs/quickstart.json

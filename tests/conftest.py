@@ -29,7 +29,7 @@ def tiny_sample():
 
 @pytest.fixture(scope="session")
 def small_tissue():
-    """A normalised 600 µm synthetic tissue at 2 µm/px (about 40 spots, 8 genes), built once per session."""
+    """A normalized 600 µm synthetic tissue at 2 µm/px (about 40 spots, 8 genes), built once per session."""
     import histo2st as st
 
     sdata = st.datasets.synthetic_tissue(size_um=600, microns_per_pixel=2.0, n_genes=8, seed=1)

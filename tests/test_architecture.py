@@ -149,3 +149,13 @@ def test_the_layer_check_sees_a_lazy_upward_import(tmp_path, monkeypatch):
     (package / "tl" / "_fit.py").write_text("")
     monkeypatch.setitem(globals(), "PACKAGE", package)
     assert _upward() == ["nn/_block.py:2 imports histo2st.tl._fit (a higher layer)"]
+
+
+def test_every_model_implements_the_prediction_interface():
+    from histo2st.model import Ensemble, PixNet, Predictor, THItoGene
+
+    pixnet = PixNet(["a", "b"], hidden_dim=8, pyramid_levels=3)
+    models = [pixnet, THItoGene(["a", "b"], depth=1, heads=2), Ensemble([pixnet])]
+    assert all(isinstance(model, Predictor) for model in models)
+    assert [m.n_maps for m in models] == [1, 1, 2]
+    assert [m.predicts_at_points for m in models] == [False, True, False]

@@ -24,7 +24,7 @@ MICRONS_CS = "microns"  #: physical system, a Scale by microns per pixel from PI
 REGION_KEY = "region"
 INSTANCE_KEY = "spot_id"
 COUNTS_LAYER = "counts"
-SPATIAL_KEY = "spatial"  #: obsm key of spot centres (x, y) in image pixels
+SPATIAL_KEY = "spatial"  #: obsm key of spot centers (x, y) in image pixels
 ARRAY_ROW = "array_row"
 ARRAY_COL = "array_col"
 

@@ -48,7 +48,7 @@ def run_demo(
     pred_spots = sdata.tables["pred_spots"][measured.obs_names]
     spot_pcc = per_gene_pcc(np.asarray(pred_spots.X), _dense(measured.X))
     pred_bins, truth_bins = sdata.tables["pred_square_8um"], sdata.tables["truth_square_8um"]
-    bin_pcc = per_gene_pcc(np.asarray(pred_bins.X), _log_normalise(np.asarray(truth_bins[:, model.genes].X)))
+    bin_pcc = per_gene_pcc(np.asarray(pred_bins.X), _log_normalize(np.asarray(truth_bins[:, model.genes].X)))
     summary = {
         "genes": len(model.genes),
         "spots": int(measured.n_obs),
@@ -70,8 +70,8 @@ def _dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if hasattr(x, "toarray") else x)
 
 
-def _log_normalise(x: np.ndarray, target_sum: float = 1e4) -> np.ndarray:
-    # the truth on the scale of the training targets: library-size normalised, log1p
+def _log_normalize(x: np.ndarray, target_sum: float = 1e4) -> np.ndarray:
+    # the truth on the scale of the training targets: library-size normalized, log1p
     totals = x.sum(1, keepdims=True)
     return np.log1p(np.divide(x, totals, out=np.zeros_like(x), where=totals > 0) * target_sum)
 

@@ -26,7 +26,7 @@ def nan_blobs(image, seed: int, n_blobs: int):
 
 
 def circles(image, centers, radii):
-    """Sums and pixel counts: a full-map boolean mask per circle (pixel-centre rule) of the pixels with a value."""
+    """Sums and pixel counts: a full-map boolean mask per circle (pixel-center rule) of the pixels with a value."""
     _, height, width = image.shape
     yy, xx = np.mgrid[0:height, 0:width] + 0.5
     data, valued = _valued(image)

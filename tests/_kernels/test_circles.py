@@ -14,7 +14,7 @@ def circle_cases(draw):
     n_channels = draw(st.sampled_from([1, 2, 3, 8, 9, 300]))
     n = draw(st.integers(0, 12))
     coord = st.floats(-20, 60, allow_nan=False, allow_infinity=False)
-    # centres on pixel centres and edges, radii on exact integer boundaries, and arbitrary floats
+    # centers on pixel centers and edges, radii on exact integer boundaries, and arbitrary floats
     grid = st.integers(-10, 100).map(lambda v: v / 2)
     centers = [(draw(st.one_of(coord, grid)), draw(st.one_of(coord, grid))) for _ in range(n)]
     radius = st.one_of(st.just(0.0), st.integers(0, 60).map(float), st.floats(0, 80, allow_nan=False))
@@ -54,11 +54,11 @@ def test_nan_does_not_spread_along_rows():
 
 def test_mean_is_over_covered_pixels_and_nan_when_empty():
     image = np.arange(2 * 6 * 7, dtype=np.float32).reshape(2, 6, 7)
-    centers = np.array([[0.0, 0.0], [3.5, 3.5], [3.0, 3.0]])  # corner (clipped), centred, radius 0 between centres
+    centers = np.array([[0.0, 0.0], [3.5, 3.5], [3.0, 3.0]])  # corner (clipped), centerd, radius 0 between centers
     means, counts = aggregate_circles(image, centers, [2.0, 1.0, 0.0], agg="mean")
     sums, _ = aggregate_circles(image, centers, [2.0, 1.0, 0.0], agg="sum")
     np.testing.assert_allclose(means[:2], sums[:2] / counts[:2, None])
-    assert counts.tolist() == [3, 5, 0]  # corner: centres (.5, .5), (1.5, .5), (.5, 1.5)
+    assert counts.tolist() == [3, 5, 0]  # corner: centers (.5, .5), (1.5, .5), (.5, 1.5)
     assert np.isnan(means[2]).all()
 
 

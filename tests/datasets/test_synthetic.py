@@ -129,7 +129,7 @@ def test_bins_are_linked_squares_with_truth_expectation(binned, bin_um):
 
 
 def _spot_features(sdata) -> np.ndarray:
-    """Colour and texture of each spot: mean/std of RGB and hematoxylin, and the fraction of dark pixels."""
+    """Color and texture of each spot: mean/std of RGB and hematoxylin, and the fraction of dark pixels."""
     from skimage.color import rgb2hed
 
     rgb = sdata["he"].data.compute().astype(np.float32) / 255

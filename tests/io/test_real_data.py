@@ -146,9 +146,9 @@ def test_render_he_with_spots(which, gene, her2st_c2, mob1, tmp_path):
     sdata = her2st_c2 if which == "her2st" else mob1
     pixels = _render(sdata, gene, tmp_path / f"{which}.png")
     assert pixels.shape[:2] == (500, 500)
-    # not blank: H&E and coloured spots give many distinct colours and a spread of intensities
+    # not blank: H&E and colored spots give many distinct colors and a spread of intensities
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500
     assert pixels.std() > 20
-    # spots are coloured by expression (viridis): saturated green/yellow/purple pixels that H&E does not have
+    # spots are colored by expression (viridis): saturated green/yellow/purple pixels that H&E does not have
     r, g, b = pixels[..., 0].astype(int), pixels[..., 1].astype(int), pixels[..., 2].astype(int)
     assert ((g - b > 40) & (g > 100)).sum() > 200 or ((b - g > 60) & (r < 120)).sum() > 200

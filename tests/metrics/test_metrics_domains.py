@@ -8,9 +8,9 @@ from histo2st.metrics import kmeans_ari, kmeans_labels
 
 
 def _blobs(rng, n_per=20, n_genes=6, k=3):
-    centres = rng.normal(scale=10, size=(k, n_genes))
+    centers = rng.normal(scale=10, size=(k, n_genes))
     labels = np.repeat(np.arange(k), n_per)
-    return centres[labels] + rng.normal(size=(len(labels), n_genes)), labels
+    return centers[labels] + rng.normal(size=(len(labels), n_genes)), labels
 
 
 def test_ari_is_one_for_identical_and_low_for_unrelated_expression():

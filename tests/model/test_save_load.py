@@ -16,7 +16,7 @@ def test_save_load_round_trip(small_tissue, tmp_path, tiny_pixnet):
     card = json.loads((path / "card.json").read_text())
     assert card["genes"] == model.genes
     assert card["normalization"]["target_sum"] == 1e4
-    assert card["encoder"]["weights"]["source"] == "random initialisation"
+    assert card["encoder"]["weights"]["source"] == "random initialization"
     assert card["training"]["sections"] == ["synthetic"]
     assert "histo2st_version" in card
 
@@ -68,7 +68,7 @@ def test_load_refuses_weights_that_do_not_match_their_sha256(saved):
 
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
 def test_an_unreadable_weights_file_of_an_older_model_is_named(saved, damage):
-    # a card without sha256 (saved before it was recorded) leaves the file itself to be recognised as damaged
+    # a card without sha256 (saved before it was recorded) leaves the file itself to be recognized as damaged
     card = json.loads((saved / "card.json").read_text())
     del card["weights_sha256"]
     (saved / "card.json").write_text(json.dumps(card))

@@ -48,7 +48,7 @@ def pixnet(tissue):
 
 
 def _plain_copy(model):
-    """The same network without stain normalisation."""
+    """The same network without stain normalization."""
     params = {**model.init_params, "stain_normalization": None}
     plain = type(model)(model.genes, microns_per_pixel=model.microns_per_pixel, **params)
     plain.module.load_state_dict(model.module.state_dict())
@@ -57,7 +57,7 @@ def _plain_copy(model):
 
 def test_restained_slide_gives_nearly_the_same_network_input(tissue, pixnet):
     _, he, other_lab = tissue
-    # the resampling and normalisation predict_image applies before it cuts tiles
+    # the resampling and normalization predict_image applies before it cuts tiles
     inputs = [pixnet._stain_normalized(resample_image(image, 0.5)).compute() for image in (he, other_lab)]
     raw = [resample_image(image, 0.5).compute().astype(int) for image in (he, other_lab)]
     before = np.abs(raw[0] - raw[1]).mean()
@@ -89,17 +89,17 @@ def test_card_records_the_reference_and_each_slide(tissue, pixnet, tmp_path):
     )
 
 
-def test_predicting_a_restained_slide_moves_less_with_normalisation(tissue, pixnet):
+def test_predicting_a_restained_slide_moves_less_with_normalization(tissue, pixnet):
     _, he, other_lab = tissue
     plain = _plain_copy(pixnet)
     change = {}
-    for name, model in (("normalised", pixnet), ("plain", plain)):
+    for name, model in (("normalized", pixnet), ("plain", plain)):
         a, b = (model.predict_image(image, 2.0, device="cpu").compute() for image in (he, other_lab))
         change[name] = np.nanmean(np.abs(a - b))
-    assert change["normalised"] < 0.5 * change["plain"]
+    assert change["normalized"] < 0.5 * change["plain"]
 
 
-def test_st_tl_predict_goes_through_the_normalisation(tissue, pixnet):
+def test_st_tl_predict_goes_through_the_normalization(tissue, pixnet):
     import spatialdata
 
     sdata, he, _ = tissue
@@ -119,7 +119,7 @@ def test_without_the_hyperparameter_the_image_is_untouched(tissue):
     assert "stain_normalization" not in model.card
 
 
-def test_prediction_estimates_on_a_strided_read_and_normalises_block_by_block(tissue, pixnet):
+def test_prediction_estimates_on_a_strided_read_and_normalizes_block_by_block(tissue, pixnet):
     _, he, _ = tissue
     slide = np.tile(he, (1, 4, 4))  # 1200 x 1200 px at 2 µm/px
     chunked = da.from_array(slide, chunks=(3, 300, 300))
@@ -143,10 +143,10 @@ def test_prediction_estimates_on_a_strided_read_and_normalises_block_by_block(ti
     def ancestors(name):
         return set().union(*({d} | ancestors(d) for d in layers[name])) if layers[name] else set()
 
-    assert transform in ancestors(overlap)  # normalised before tiles are cut with their halo
+    assert transform in ancestors(overlap)  # normalized before tiles are cut with their halo
 
 
-def test_thitogene_normalises_its_patches(tissue, tmp_path, caplog):
+def test_thitogene_normalizes_its_patches(tissue, tmp_path, caplog):
     sdata, he, other_lab = tissue
     model = st.tl.fit(
         sdata, "thitogene", epochs=1, progress=False, patience=None, stain_normalization="macenko", **THITOGENE
@@ -159,10 +159,10 @@ def test_thitogene_normalises_its_patches(tissue, tmp_path, caplog):
     xy = np.asarray(sdata["table"].obsm["spatial"])
     plain = _plain_copy(model)
     change = {}
-    for name, m in (("normalised", model), ("plain", plain)):
+    for name, m in (("normalized", model), ("plain", plain)):
         a, b = (m.predict_points(image, 2.0, xy, device="cpu") for image in (he, other_lab))
         change[name] = np.abs(a - b).mean()
-    assert change["normalised"] < 0.5 * change["plain"]
+    assert change["normalized"] < 0.5 * change["plain"]
 
     loaded = st.tl.load_model(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.predict_points(he, 2.0, xy), model.predict_points(he, 2.0, xy))

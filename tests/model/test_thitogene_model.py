@@ -58,7 +58,7 @@ def test_predict_writes_dense_image_and_spot_tables(fitted):
     assert spots.n_obs == sdata["table"].n_obs
     assert np.isfinite(spots.X).all()
     assert spots.uns["histo2st"]["model"]["model"] == "thitogene"
-    assert spots.uns["histo2st"]["values"] == "prediction at the centres"
+    assert spots.uns["histo2st"]["values"] == "prediction at the centers"
     he = sdata.images["he"]
     direct = model.predict_points(he.data, 2.0, spots.obsm["spatial"])
     np.testing.assert_allclose(spots.X, direct, rtol=1e-5, atol=1e-5)

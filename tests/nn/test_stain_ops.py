@@ -11,8 +11,8 @@ def _channels_last(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).double().numpy()
 
 
-def _he_colours(seed: int, shape=(2, 3, 8, 8)) -> torch.Tensor:
-    """Colours of tissue stained by non-negative amounts of hematoxylin and eosin (and a little DAB)."""
+def _he_colors(seed: int, shape=(2, 3, 8, 8)) -> torch.Tensor:
+    """Colors of tissue stained by non-negative amounts of hematoxylin and eosin (and a little DAB)."""
     rng = np.random.default_rng(seed)
     stains = rng.uniform(0, 1, shape) * np.array([0.15, 0.1, 0.01])[None, :, None, None]
     return torch.from_numpy(hed2rgb(stains.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)).float()
@@ -36,7 +36,7 @@ def test_identity_perturbation_returns_the_input():
 
 
 def test_perturbation_matches_the_skimage_pipeline():
-    x = _he_colours(3)
+    x = _he_colors(3)
     scale = torch.tensor([[1.2, 0.8, 1.0], [0.9, 1.1, 1.3]])
     shift = torch.tensor([[0.01, -0.005, 0.0], [0.0, 0.02, 0.001]])
     expected = [
@@ -46,7 +46,7 @@ def test_perturbation_matches_the_skimage_pipeline():
 
 
 def test_more_hematoxylin_darkens_towards_blue_purple():
-    x = _he_colours(4)
+    x = _he_colors(4)
     out = perturb_hed(x, torch.tensor([[1.5, 1.0, 1.0]] * 2), torch.zeros(2, 3))
     assert (out <= x + 1e-6).all()  # more stain absorbs more light in every channel
     drop = (x - out).mean(dim=(0, 2, 3))

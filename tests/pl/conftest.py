@@ -17,7 +17,7 @@ def _close_figures():
 def predicted():
     """A 400 µm synthetic tissue with a fabricated 4 µm/px prediction, as `st.tl.predict` lays it out.
 
-    The "prediction" is the log-normalised truth of 2 x 2 pixel blocks, NaN in the top-left 40 µm (off tissue), with
+    The "prediction" is the log-normalized truth of 2 x 2 pixel blocks, NaN in the top-left 40 µm (off tissue), with
     the measured-spot table `pred_spots` and the 8 µm bins table `pred_square_8um` aggregated from it.
     """
     from spatialdata.models import Image2DModel

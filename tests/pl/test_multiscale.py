@@ -15,7 +15,7 @@ def test_prediction_and_truth_binned_at_each_size_on_one_scale(predicted, tmp_pa
     assert axes.shape == (2, 3)
     assert [a.get_title() for a in axes[:, 0]] == ["GENE02: predicted, 4 µm bins", "GENE02: truth, 4 µm bins"]
     images = [a.get_images()[0] for a in axes.ravel()]
-    assert len({im.get_clim() for im in images}) == 1  # one colour scale
+    assert len({im.get_clim() for im in images}) == 1  # one color scale
     pred_4, pred_16, pred_55 = (_values(im) for im in images[:3])
     assert [p.shape for p in (pred_4, pred_16, pred_55)] == [(100, 100), (25, 25), (8, 8)]
     # 4 µm bins are the 4 µm/px map's own pixels; off-tissue NaN stays NaN and is not spread along the rows
@@ -27,7 +27,7 @@ def test_prediction_and_truth_binned_at_each_size_on_one_scale(predicted, tmp_pa
     assert np.isfinite(pred_16[2:, :]).all()
     # 55 µm bins run past the 400 µm field and are drawn where they lie
     assert images[2].get_extent() == pytest.approx((0, 440, 440, 0))
-    # the truth on the measurements' scale: log-normalised 2 x 2 pixel sums, i.e. the fabricated prediction
+    # the truth on the measurements' scale: log-normalized 2 x 2 pixel sums, i.e. the fabricated prediction
     truth_4 = _values(images[3])
     finite = np.isfinite(expected) & np.isfinite(truth_4)
     np.testing.assert_allclose(truth_4[finite], expected[finite], rtol=2e-3, atol=2e-3)

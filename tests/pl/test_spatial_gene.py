@@ -38,13 +38,13 @@ def test_both_draws_prediction_over_he_and_measured_spots(predicted, tmp_path):
         (spots,) = [c for c in spots_ax.collections if isinstance(c, EllipseCollection)]
         measured = predicted["table"][:, gene].X
         np.testing.assert_allclose(spots.get_array(), np.asarray(measured.todense()).ravel(), rtol=1e-6)
-        # prediction and measurement share one colour scale in a row
+        # prediction and measurement share one color scale in a row
         assert pred.get_clim() == spots.get_clim()
     fig = axes[0, 0].figure
     assert _colorbar_labels(fig) == ["log1p(CP10k)"] * 4
 
 
-def test_truth_is_log_normalised_like_the_measurements(predicted):
+def test_truth_is_log_normalized_like_the_measurements(predicted):
     fig = st.pl.spatial_gene(predicted, "GENE01", source="truth", max_px=100, return_fig=True, show=False)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
@@ -72,7 +72,7 @@ def test_spot_um_plots_the_bins_table(predicted):
     grid = np.ma.filled(bins.get_array(), np.nan)
     assert grid.shape == (50, 50)
     table = predicted["pred_square_8um"]
-    col, row = ((table.obsm["spatial"] * 2 - 4) / 8).round().astype(int).T  # centres in H&E px -> bin index
+    col, row = ((table.obsm["spatial"] * 2 - 4) / 8).round().astype(int).T  # centers in H&E px -> bin index
     np.testing.assert_allclose(grid[row, col], table[:, "GENE00"].X.ravel(), rtol=1e-6)
     assert bins.get_extent() == pytest.approx((0, 400, 400, 0))
     # no 16 µm table: the dense map, with a warning

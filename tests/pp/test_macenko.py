@@ -42,7 +42,7 @@ def test_fit_agrees_with_squidpy(amounts):
     spatialdata = pytest.importorskip("spatialdata")
     stain = pytest.importorskip("squidpy.experimental.im")
     if not hasattr(stain, "fit_stain_reference"):
-        pytest.skip("this squidpy has no stain normalisation")
+        pytest.skip("this squidpy has no stain normalization")
     from spatialdata.models import Image2DModel, Labels2DModel
 
     image = _stained(LAB_B, amounts)

@@ -89,7 +89,7 @@ def test_normalize_needs_counts_layer(tiny_sample):
 def test_normalize_refuses_gene_subset_tables(tiny_sample):
     st.pp.normalize(tiny_sample)
     st.pp.select_genes(tiny_sample, n_top=2)
-    with pytest.raises(ValueError, match="Normalise before `st.pp.select_genes`"):
+    with pytest.raises(ValueError, match="Normalize before `st.pp.select_genes`"):
         st.pp.normalize(tiny_sample)
 
 

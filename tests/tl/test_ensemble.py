@@ -287,7 +287,7 @@ def test_thitogene_ensemble_predicts_the_exact_spread_at_points(tiny_pixnet):
     st.tl.predict(sdata, ensemble, spot_um=100)
     assert sdata.images["pred_std"].shape == sdata.images["pred"].shape == (6, 13, 13)
     spots = sdata.tables["pred_spots"]
-    assert spots.uns["histo2st"]["values"] == "prediction at the centres"
+    assert spots.uns["histo2st"]["values"] == "prediction at the centers"
     members = np.stack([m.predict_points(_he(sdata), 2.0, spots.obsm["spatial"]) for m in ensemble.members])
     np.testing.assert_allclose(spots.X, members.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(spots.layers["std"], members.std(0), rtol=1e-4, atol=1e-5)
@@ -295,5 +295,6 @@ def test_thitogene_ensemble_predicts_the_exact_spread_at_points(tiny_pixnet):
     np.testing.assert_allclose(spots.var["std"], spots.layers["std"].mean(0), rtol=1e-6)
     mean, spread = ensemble.predict_points(_he(sdata), 2.0, spots.obsm["spatial"])
     np.testing.assert_allclose(spread, members.std(0), rtol=1e-4, atol=1e-5)
-    with pytest.raises(AttributeError, match="do not predict at points"):
-        Ensemble([PixNet(["a"], **tiny_pixnet)]).predict_points  # noqa: B018
+    pixnets = Ensemble([PixNet(["a"], **tiny_pixnet)])  # their values at spots are the map's means
+    assert not pixnets.predicts_at_points
+    assert pixnets.predict_points(np.zeros((3, 8, 8), dtype=np.uint8), 2.0, np.zeros((1, 2))) is None

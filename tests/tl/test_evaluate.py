@@ -12,7 +12,7 @@ GENES = [f"G{i}" for i in range(8)]
 
 
 def _section(name: str, seed: int, n_side: int = 8):
-    """A normalised sample of ``n_side**2`` spots whose 8 genes vary smoothly across it (so k-means finds domains)."""
+    """A normalized sample of ``n_side**2`` spots whose 8 genes vary smoothly across it (so k-means finds domains)."""
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 255, (20 * n_side, 20 * n_side, 3), dtype=np.uint8)
     grid = np.arange(10, 20 * n_side, 20, dtype=float)

@@ -93,13 +93,13 @@ def test_prediction_at_a_coarser_resolution_is_compared_on_the_same_um_grid(smal
     assert summary.loc[8.0, "n_bins"] == 75 * 75
 
 
-def test_truth_is_normalised_like_the_measured_spots(small_tissue, truth):
+def test_truth_is_normalized_like_the_measured_spots(small_tissue, truth):
     # a prediction on the scale of the training targets: log1p(count / total * 1e4) of 8 µm truth bins
     binned = _block_mean(truth, 4)
     library = binned.sum(0, keepdims=True)
     target = np.log1p(np.divide(binned * 1e4, library, out=np.zeros_like(binned), where=library > 0))
     sdata = _with_prediction(small_tissue, target, 8.0)
-    sdata.tables["table"] = small_tissue["table"].copy()  # carries the normalisation parameters
+    sdata.tables["table"] = small_tissue["table"].copy()  # carries the normalization parameters
     summary = st.tl.evaluate_dense(sdata, bins_um=(8,))
     assert summary.loc[0, "PCC@M"] == pytest.approx(1.0, abs=1e-6)
     assert summary.loc[0, "SSIM"] == pytest.approx(1.0, abs=1e-6)

@@ -26,13 +26,13 @@ def test_stain_jitter_is_reproducible_per_image_and_in_range():
     assert not torch.allclose(a, stain_jitter(x, _gen(8)))
 
 
-def test_random_views_rotate_about_the_centre_of_a_region_of_their_size():
+def test_random_views_rotate_about_the_center_of_a_region_of_their_size():
     size = 33
     yy, xx = np.mgrid[:size, :size] + 0.5 - size / 2
     rings = torch.from_numpy(np.cos(np.hypot(yy, xx) / 2.0)).float()
     region = rings.expand(8, 3, size, size).contiguous()
     views = random_views(region, size, _gen(1), zoom=(1.0, 1.0))
-    # no room to shift: every view is its region rotated and mirrored about the centre, which rings do not see
+    # no room to shift: every view is its region rotated and mirrored about the center, which rings do not see
     inside = torch.from_numpy(np.hypot(yy, xx) < size / 2 - 2)
     torch.testing.assert_close(views[..., inside], region[..., inside], atol=0.1, rtol=0)
 

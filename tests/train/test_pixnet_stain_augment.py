@@ -11,12 +11,12 @@ COLOURS = np.array([(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)], dtype
 
 @pytest.fixture(scope="module")
 def painted():
-    """Four 40 µm spots, each painted in its own colour on white, with distinct expression; 1 µm per pixel."""
+    """Four 40 µm spots, each painted in its own color on white, with distinct expression; 1 µm per pixel."""
     xy = np.array([[60, 60], [180, 60], [60, 180], [180, 180.0]])
     yy, xx = np.mgrid[:240, :240] + 0.5
     image = np.full((240, 240, 3), 255, np.uint8)
-    for (x, y), colour in zip(xy, COLOURS, strict=True):
-        image[(xx - x) ** 2 + (yy - y) ** 2 <= 20**2] = colour
+    for (x, y), color in zip(xy, COLOURS, strict=True):
+        image[(xx - x) ** 2 + (yy - y) ** 2 <= 20**2] = color
     counts = np.diag([10, 20, 30, 40]) + 1
     sdata = st.io.from_arrays(image, xy, counts, list("abcd"), microns_per_pixel=1.0, spot_diameter_um=40)
     st.pp.normalize(sdata)

@@ -15,7 +15,7 @@ def test_prepare_sections_rescales_coordinates(small_tissue):
     np.testing.assert_allclose(section.targets, small_tissue["table"][:, genes].X.toarray(), rtol=1e-6)
 
 
-def test_prepare_sections_requires_normalised_tables(tiny_sample):
+def test_prepare_sections_requires_normalized_tables(tiny_sample):
     with pytest.raises(ValueError, match="st.pp.normalize"):
         prepare_sections(tiny_sample, ["a"], microns_per_pixel=1.0)
 
@@ -40,7 +40,7 @@ def test_split_validation_by_spots_is_disjoint(small_tissue):
 def test_flip_rotate_moves_spots_with_pixels(seed):
     rng = np.random.default_rng(seed)
     image = np.zeros((1, 32, 32), dtype=np.uint8)
-    image[0, 5, 20] = 255  # pixel centre (x=20.5, y=5.5)
+    image[0, 5, 20] = 255  # pixel center (x=20.5, y=5.5)
     out, xy = flip_rotate(image, np.array([[20.5, 5.5]]), rng)
     y, x = np.argwhere(out[0] == 255)[0]
     np.testing.assert_allclose(xy[0], [x + 0.5, y + 0.5])

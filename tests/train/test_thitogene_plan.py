@@ -26,7 +26,7 @@ def _batches(plan, epoch=0):
     return list(plan.batches(epoch, np.random.default_rng([0, epoch])))
 
 
-def _target_centres(batches) -> set:
+def _target_centers(batches) -> set:
     return {tuple(xy) for b in batches for xy in b["centers_um"][b["is_target"]].round(3).tolist()}
 
 
@@ -61,7 +61,7 @@ def test_validation_spots_are_never_loss_targets(sections):
             == int(np.ceil(np.ceil(sections[0].n_spots / 8) / 2))
         )
         assert all(b["valid"].sum(1).tolist() == [8] * len(b["valid"]) for b in batches)
-        targets |= _target_centres(batches)
+        targets |= _target_centers(batches)
     assert targets
     assert not targets & held
     assert targets <= {tuple(xy) for xy in (train[0].centers * 2.0).round(3).tolist()}
@@ -69,11 +69,11 @@ def test_validation_spots_are_never_loss_targets(sections):
 
 def test_windows_are_compact(sections):
     plan = _plan(sections, [], window_spots=7)
-    centres = sections[0].centers
+    centers = sections[0].centers
     for _, idx in plan.windows(np.random.default_rng(0)):
         assert len(idx) == 7
         # the 7 nearest spots of a random spot on a 100 µm lattice (50 px at 2 µm/px) lie within two pitches of it
-        dist = np.linalg.norm(centres[idx, None] - centres[None, idx], axis=-1)
+        dist = np.linalg.norm(centers[idx, None] - centers[None, idx], axis=-1)
         assert dist.max(1).min() <= 2 * 50
 
 

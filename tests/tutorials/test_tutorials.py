@@ -95,7 +95,7 @@ def test_quickstart_runs_at_small_settings(monkeypatch, tmp_path):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_her2st_runs_at_tiny_settings(monkeypatch, tmp_path, shared_data, tiny_pixnet):
-    # one epoch over one section in seconds: coarse pixels, small crops, few optimiser steps
+    # one epoch over one section in seconds: coarse pixels, small crops, few optimizer steps
     tiny = {**tiny_pixnet, "microns_per_pixel": 8, "crop_px": 64, "batch_size": 16}
     ns, figures = _run(
         "her2st",

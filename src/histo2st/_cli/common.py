@@ -163,7 +163,7 @@ def progress(items: list, *, quiet: bool, desc: str, unit: str):
     return tqdm(items, desc=desc, unit=unit, disable=quiet or len(items) < 2)
 
 
-def normalise_if_needed(sdata, table_key: str | None = None) -> None:
+def normalize_if_needed(sdata, table_key: str | None = None) -> None:
     """Run :func:`histo2st.pp.normalize` on a table that it has not processed (``uns["histo2st"]["normalize"]``)."""
     from .. import pp
     from .._constants import ATTRS_KEY

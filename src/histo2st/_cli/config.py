@@ -51,13 +51,13 @@ def load_config(path: str | Path) -> dict:
         )
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file '{path}' must hold a mapping of option names to values, not a list or value.")
-    return normalise_keys(data)
+    return normalize_keys(data)
 
 
-def normalise_keys(config: Mapping) -> dict:
+def normalize_keys(config: Mapping) -> dict:
     """Option names as argparse stores them (``max-time`` -> ``max_time``), in nested tables too."""
     return {
-        str(key).replace("-", "_"): normalise_keys(value) if isinstance(value, Mapping) else value
+        str(key).replace("-", "_"): normalize_keys(value) if isinstance(value, Mapping) else value
         for key, value in config.items()
     }
 
@@ -93,4 +93,4 @@ def as_arguments(config: Mapping, positional: str | None = None) -> list[str]:
 
 def merge_options(defaults: Mapping, config: Mapping, flags: Mapping) -> dict:
     """Options of one run: flags over the config file over the defaults (keys with dashes or underscores)."""
-    return {**normalise_keys(defaults), **normalise_keys(config), **normalise_keys(flags)}
+    return {**normalize_keys(defaults), **normalize_keys(config), **normalize_keys(flags)}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 HELP = "Run the whole pipeline on generated synthetic tissue."
 DESCRIPTION = (
-    "Generate synthetic tissue, normalise, train PixNet, predict at 8 µm and at the measured spots, and write a zarr "
+    "Generate synthetic tissue, normalize, train PixNet, predict at 8 µm and at the measured spots, and write a zarr "
     "store and figures."
 )
 DEFAULTS = {

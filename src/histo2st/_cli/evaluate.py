@@ -9,7 +9,7 @@ from .config import UsageError
 
 HELP = "Compare predictions at the measured spots with the measurements (st.tl.evaluate)."
 DESCRIPTION = (
-    "Read stores holding predictions (histo2st predict), normalise measured tables that are not normalised yet, run "
+    "Read stores holding predictions (histo2st predict), normalize measured tables that are not normalized yet, run "
     "st.tl.evaluate over all of them (one row per section and a pooled row) and print the summary. --out writes it "
     "as CSV or JSON (by the file's suffix). The stores are not modified."
 )
@@ -59,13 +59,13 @@ def run(opts: argparse.Namespace) -> None:
             raise FileExistsError(f"'{out}' already exists; pass --overwrite to replace it.")
     import histo2st as st
 
-    from .common import check_stores, normalise_if_needed, progress, read_store, sample_names
+    from .common import check_stores, normalize_if_needed, progress, read_store, sample_names
 
     paths = [Path(p) for p in opts.stores]
     check_stores(paths)
     stores = [read_store(p) for p in progress(paths, quiet=opts.quiet, desc="reading", unit="store")]
     for sdata in stores:
-        normalise_if_needed(sdata, opts.truth_key)
+        normalize_if_needed(sdata, opts.truth_key)
     kwargs = {key: getattr(opts, key) for key in PASSED if getattr(opts, key) is not None}
     summary = st.tl.evaluate(dict(zip(sample_names(paths, stores), stores, strict=True)), **kwargs)
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))

@@ -10,7 +10,7 @@ from .config import UsageError
 
 HELP = "Train a model on samples (zarr stores or her2st sections); it is saved in each store."
 DESCRIPTION = (
-    "Read the samples, normalise tables that are not normalised yet (st.pp.normalize), select the genes "
+    "Read the samples, normalize tables that are not normalized yet (st.pp.normalize), select the genes "
     "(st.pp.select_genes) and train (st.tl.fit), which saves the model inside every zarr store it was fit on "
     "(`histo2st predict STORE` then finds it); --out also writes a model directory (weights and card.json). Model "
     "hyperparameters go in the config file's [model] table (its `name` key may choose the model)."
@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(opts: argparse.Namespace) -> None:
-    """Read, normalise, select genes, train, record in the stores and save."""
+    """Read, normalize, select genes, train, record in the stores and save."""
     check_sample_arguments(opts)
     if opts.out is None and not opts.stores:
         raise UsageError("her2st sections are not stores: give --out DIR to keep the model.")
@@ -109,11 +109,11 @@ def run(opts: argparse.Namespace) -> None:
 
     import histo2st as st
 
-    from .common import normalise_if_needed, read_samples
+    from .common import normalize_if_needed, read_samples
 
     samples = read_samples(opts)
     for sdata in samples.values():
-        normalise_if_needed(sdata)
+        normalize_if_needed(sdata)
     if opts.genes is not None:
         st.pp.select_genes(samples, method=opts.genes)
     elif opts.n_top:

@@ -18,7 +18,7 @@ DEFAULTS = {"path": None, "json": False}
 POSITIONAL = "path"
 #: Genes listed in the text output; --json lists all.
 SHOW_GENES = 30
-#: Card entries not printed as "key: value" lines (genes are listed apart, the history is summarised).
+#: Card entries not printed as "key: value" lines (genes are listed apart, the history is summarized).
 CARD_APART = ("genes", "history", "init_params")
 
 
@@ -95,7 +95,7 @@ def describe_store(path: Path) -> dict:
                 "n_obs": int(t.n_obs),
                 "n_vars": int(t.n_vars),
                 "region": _region(t),
-                "normalised": "normalize" in t.uns.get(ATTRS_KEY, {}),
+                "normalized": "normalize" in t.uns.get(ATTRS_KEY, {}),
             }
             for name, t in sdata.tables.items()
         },
@@ -162,7 +162,7 @@ def _store_text(info: dict) -> str:
     lines += [f"points {name}: columns {', '.join(p['columns'])}" for name, p in info["points"].items()]
     for name, t in info["tables"].items():
         region = f", annotates {', '.join(t['region'])}" if t["region"] else ""
-        norm = ", normalised" if t["normalised"] else ""
+        norm = ", normalized" if t["normalized"] else ""
         lines.append(f"table {name}: {t['n_obs']} × {t['n_vars']}{region}{norm}")
     if info["genes"] is not None:
         genes = info["genes"]

@@ -4,7 +4,7 @@ from ._build import build_sample, check_counts
 from ._genes import as_gene_list
 from ._image import as_rgb_uint8, read_image
 from ._samples import as_samples
-from ._scale import SpatialScale, add_microns_system, get_scale, microns_transformations, pitch_from_centres, set_scale
+from ._scale import SpatialScale, add_microns_system, get_scale, microns_transformations, pitch_from_centers, set_scale
 from ._validate import ConventionError, validate
 from ._zarr import quiet_zarr
 
@@ -19,7 +19,7 @@ __all__ = [
     "check_counts",
     "get_scale",
     "microns_transformations",
-    "pitch_from_centres",
+    "pitch_from_centers",
     "quiet_zarr",
     "read_image",
     "set_scale",

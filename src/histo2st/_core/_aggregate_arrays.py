@@ -59,8 +59,8 @@ def aggregate_array(
         ``(C, H, W)`` map: a numpy array, any array that slices to numpy (``zarr.Array``, memmap), or a dask array.
         Float16 maps are read as float16 and accumulated in float64. NaN marks a pixel without a value (see Notes).
     centers, radii
-        Circles: ``(n, 2)`` centres ``(x, y)`` and ``(n,)`` radii in map pixels. Pixel ``(i, j)`` belongs to a
-        circle when its centre ``(j + .5, i + .5)`` lies within the radius (distance ``<=`` radius).
+        Circles: ``(n, 2)`` centers ``(x, y)`` and ``(n,)`` radii in map pixels. Pixel ``(i, j)`` belongs to a
+        circle when its center ``(j + .5, i + .5)`` lies within the radius (distance ``<=`` radius).
     origins, size
         Squares ``[x0, x0 + size) x [y0, y0 + size)`` in map pixels, ``size`` scalar or ``(n,)``. Pixels count with
         the area of their overlap with the square, exactly, so bins smaller than a pixel work.
@@ -83,8 +83,8 @@ def aggregate_array(
     Notes
     -----
     Edge rule: a spot partly outside the map is clipped, its mean is over the pixels inside, and it is flagged in
-    ``clipped``. A spot that covers no pixel centre although it overlaps the map (a circle of radius < 0.5 between
-    pixel centres) has area 0 and a NaN mean.
+    ``clipped``. A spot that covers no pixel center although it overlaps the map (a circle of radius < 0.5 between
+    pixel centers) has area 0 and a NaN mean.
 
     Missing values: a NaN pixel has no value (a prediction off tissue, an unwritten background chunk of a zarr map
     whose fill value is NaN). Sums skip it, a mean is over the covered pixels (area) with a value and is NaN where a

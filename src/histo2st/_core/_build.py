@@ -37,7 +37,7 @@ def check_counts(counts, genes: Sequence[str]) -> sp.csr_matrix:
     if data.size and data.min() < 0:
         raise ValueError(
             f"`counts` contains {int((data < 0).sum())} negative values; raw counts must be >= 0. "
-            "Pass raw UMI counts, not normalised or scaled values."
+            "Pass raw UMI counts, not normalized or scaled values."
         )
     dup = pd.Index(genes)[pd.Index(genes).duplicated()].unique()
     if len(dup):
@@ -68,7 +68,7 @@ def build_sample(
     image
         H&E image; any layout accepted by :func:`~histo2st._core._image.as_rgb_uint8`.
     spot_xy
-        ``(n, 2)`` spot centres ``(x, y)`` in full-resolution image pixels.
+        ``(n, 2)`` spot centers ``(x, y)`` in full-resolution image pixels.
     counts
         ``(n, genes)`` raw counts, dense or sparse.
     genes
@@ -150,7 +150,7 @@ def _check_inside(spot_xy: np.ndarray, *, height: int, width: int) -> None:
     if outside.any():
         idx = np.flatnonzero(outside)
         raise ValueError(
-            f"{outside.sum()} spot centres lie outside the {width} x {height} px image (e.g. spots {idx[:5].tolist()} "
+            f"{outside.sum()} spot centers lie outside the {width} x {height} px image (e.g. spots {idx[:5].tolist()} "
             f"at {spot_xy[idx[:3]].round(1).tolist()}). Spot coordinates must be (x, y) in the image's full-resolution "
             "pixels; check for swapped axes or coordinates given for a downscaled image."
         )

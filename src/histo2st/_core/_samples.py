@@ -8,7 +8,7 @@ from .._constants import ATTRS_KEY
 
 
 def as_samples(data) -> dict:
-    """Normalise one or several samples to ``{sample_name: SpatialData}``.
+    """Normalize one or several samples to ``{sample_name: SpatialData}``.
 
     histo2st handles several sections as a ``dict`` of SpatialData keyed by sample name, or a ``list`` of them (keyed
     by each one's ``attrs["histo2st"]["sample"]``). One SpatialData is a dict of one. Every function that accepts

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._constants import ATTRS_KEY, IMAGE_KEY, MICRONS_CS, PIXEL_CS, SHAPES_KEY, TABLE_KEY
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
 #: Lengths of a :class:`SpatialScale` in µm, each positive and finite.
 LENGTHS = ("microns_per_pixel", "spot_diameter_um")
@@ -25,7 +29,7 @@ class SpatialScale:
         Diameter of the measured spots in µm; ``None`` for a slide without measured spots (e.g. from
         :func:`histo2st.io.read_wsi`).
     spot_pitch_um
-        Centre-to-centre distance of neighbouring spots in µm, if known.
+        Center-to-center distance of neighbouring spots in µm, if known.
     mpp_source
         How ``microns_per_pixel`` was obtained, for example ``"given"`` or ``"spot pitch"``.
     sample
@@ -65,7 +69,7 @@ class SpatialScale:
         return asdict(self)
 
 
-def get_scale(sdata) -> SpatialScale:
+def get_scale(sdata: SpatialData) -> SpatialScale:
     """Return the physical scale and default element names of a histo2st sample.
 
     Parameters
@@ -105,7 +109,7 @@ def _length_problem(name: str, value) -> str | None:
     return None
 
 
-def set_scale(sdata, scale: SpatialScale | None = None, **kwargs) -> SpatialScale:
+def set_scale(sdata: SpatialData, scale: SpatialScale | None = None, **kwargs) -> SpatialScale:
     """Store a :class:`SpatialScale` in ``sdata.attrs["histo2st"]`` and add the ``"microns"`` coordinate system.
 
     Parameters
@@ -141,7 +145,7 @@ def microns_transformations(microns_per_pixel: float) -> dict:
     return {PIXEL_CS: Identity(), MICRONS_CS: Scale([microns_per_pixel, microns_per_pixel], axes=("y", "x"))}
 
 
-def add_microns_system(sdata, microns_per_pixel: float) -> None:
+def add_microns_system(sdata: SpatialData, microns_per_pixel: float) -> None:
     """Give every element that is in the pixel system a ``"microns"`` transformation composed with its pixel one."""
     from spatialdata.transformations import Scale, Sequence, get_transformation, set_transformation
 
@@ -152,8 +156,8 @@ def add_microns_system(sdata, microns_per_pixel: float) -> None:
             set_transformation(element, Sequence([transforms[PIXEL_CS], to_um]), to_coordinate_system=MICRONS_CS)
 
 
-def pitch_from_centres(xy: np.ndarray) -> float:
-    """Median distance from each spot centre to its nearest neighbour, in the units of ``xy``."""
+def pitch_from_centers(xy: np.ndarray) -> float:
+    """Median distance from each spot center to its nearest neighbour, in the units of ``xy``."""
     from scipy.spatial import cKDTree
 
     xy = np.asarray(xy, dtype=float)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .._constants import COUNTS_LAYER, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, REGION_KEY, SPATIAL_KEY
 from ._scale import SpatialScale, get_scale
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
 
 class ConventionError(ValueError):
     """A SpatialData breaks the histo2st data conventions (see the docs page "Data conventions")."""
 
 
-def validate(sdata, *, require_counts: bool = True) -> SpatialScale:
+def validate(sdata: SpatialData, *, require_counts: bool = True) -> SpatialScale:
     """Check that ``sdata`` follows the histo2st data conventions and return its scale.
 
     Checks: metadata in ``sdata.attrs["histo2st"]``; an H&E image (c=3, uint8) in the pixel and ``"microns"``

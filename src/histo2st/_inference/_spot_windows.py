@@ -1,10 +1,10 @@
-"""Spot windows for THItoGene: patches around spot centres, grid coordinates, and prediction window by window.
+"""Spot windows for THItoGene: patches around spot centers, grid coordinates, and prediction window by window.
 
 THItoGene's attention and graph span every spot the network sees at once, so cost grows with the square of the
 spots. Prediction therefore runs over spatially compact windows of at most ``window_spots`` points: the points to
 predict are split into square cores (a quadtree, at most half a window each) and each core's window is the core
 plus its nearest other points as context. Every point is predicted once, by the window built around its core
-(nearest-window-centre assignment, no blending), with at least half a window of neighbours as context.
+(nearest-window-center assignment, no blending), with at least half a window of neighbours as context.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ GRAPH_K = 4
 
 
 def grid_coordinates(centers_um: np.ndarray, pitch_um: float) -> np.ndarray:
-    """Integer grid coordinates ``(x, y)`` of spot centres: ``round(centre_um / pitch_um)``.
+    """Integer grid coordinates ``(x, y)`` of spot centers: ``round(center_um / pitch_um)``.
 
     On a square lattice (legacy ST, her2st) these are the array coordinates; on a hexagonal one (Visium) spots of
     neighbouring rows can share a coordinate, and then share a position embedding.
@@ -28,14 +28,14 @@ def grid_coordinates(centers_um: np.ndarray, pitch_um: float) -> np.ndarray:
 
 
 def cut_patches(image, centers_px: np.ndarray, patch_px: int) -> np.ndarray:
-    """``(n, 3, p, p)`` uint8 patches centred on ``centers_px`` (``(x, y)`` in pixels of ``image``), white outside.
+    """``(n, 3, p, p)`` uint8 patches centerd on ``centers_px`` (``(x, y)`` in pixels of ``image``), white outside.
 
-    ``image`` may be a numpy or dask ``(3, h, w)`` array; the box around all centres is read once.
+    ``image`` may be a numpy or dask ``(3, h, w)`` array; the box around all centers is read once.
     """
     centers_px = np.asarray(centers_px, dtype=np.float64)
     if len(centers_px) == 0:
         return np.empty((0, 3, patch_px, patch_px), dtype=np.uint8)
-    # a patch [x0, x0 + p) is centred on cx when x0 = cx - p / 2, rounded to the pixel grid
+    # a patch [x0, x0 + p) is centerd on cx when x0 = cx - p / 2, rounded to the pixel grid
     origins = np.rint(centers_px - patch_px / 2).astype(np.int64)
     lo = origins.min(0)
     side = int((origins.max(0) - lo).max()) + patch_px
@@ -64,8 +64,8 @@ def prediction_windows(xy: np.ndarray, predict: np.ndarray, window_spots: int):
     tree = cKDTree(xy)
     k = min(window_spots, len(xy))
     for core in _quadtree_cores(xy, np.asarray(predict), max(1, window_spots // 2)):
-        centre = (xy[core].min(0) + xy[core].max(0)) / 2
-        _, near = tree.query(centre, k=k)
+        center = (xy[core].min(0) + xy[core].max(0)) / 2
+        _, near = tree.query(center, k=k)
         near = np.atleast_1d(near)
         window = np.concatenate([core, near[~np.isin(near, core)]])[:window_spots]
         yield window, core
@@ -109,7 +109,7 @@ def predict_windows(
     image
         ``(3, h, w)`` H&E (numpy or dask) at the module's resolution.
     centers_px
-        ``(n, 2)`` centres ``(x, y)`` in pixels of ``image`` of every point, context included.
+        ``(n, 2)`` centers ``(x, y)`` in pixels of ``image`` of every point, context included.
     grid_xy
         ``(n, 2)`` integer grid coordinates of every point.
     predict

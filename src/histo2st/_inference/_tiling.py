@@ -1,4 +1,4 @@
-"""Tiled dense inference: each output tile is the centre of a larger input tile, so no seam sees an image edge."""
+"""Tiled dense inference: each output tile is the center of a larger input tile, so no seam sees an image edge."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def predict_spots_tiled(
     normalize,
     batch_size=4,
 ) -> np.ndarray:
-    """Mean predicted expression over each circle, from tiles whose core holds the circle's centre.
+    """Mean predicted expression over each circle, from tiles whose core holds the circle's center.
 
     Only tiles that contain spots are computed; the dense maps are never held for the whole image.
     """

@@ -2,7 +2,7 @@
 
 Rules (shared by every entry point, see ``docs/aggregation.md``):
 
-- Circles use the pixel-centre rule: pixel ``(i, j)`` belongs to a circle when its centre ``(j + .5, i + .5)``
+- Circles use the pixel-center rule: pixel ``(i, j)`` belongs to a circle when its center ``(j + .5, i + .5)``
   satisfies ``(x - cx)**2 + (y - cy)**2 <= r**2``.
 - Squares ``[x0, x0 + s) x [y0, y0 + s)`` use exact area-weighted coverage: each pixel contributes its value
   times the area of its overlap with the square, so a square smaller than a pixel gets that pixel's value times
@@ -73,7 +73,7 @@ def aggregate_circles(image, centers, radii, *, agg: str = "sum") -> tuple[np.nd
     image
         ``(C, H, W)`` map, float16/float32/float64 (or integer) numpy array.
     centers
-        ``(n, 2)`` centres ``(x, y)`` in pixel units (pixel ``(i, j)`` spans ``[j, j+1) x [i, i+1)``).
+        ``(n, 2)`` centers ``(x, y)`` in pixel units (pixel ``(i, j)`` spans ``[j, j+1) x [i, i+1)``).
     radii
         ``(n,)`` radii in pixels (or one radius for all).
     agg
@@ -82,7 +82,7 @@ def aggregate_circles(image, centers, radii, *, agg: str = "sum") -> tuple[np.nd
     Returns
     -------
     values
-        ``(n, C)`` float64; a mean is NaN where a circle covers no pixel centre with a value.
+        ``(n, C)`` float64; a mean is NaN where a circle covers no pixel center with a value.
     n_pixels
         ``(n,)`` int64, covered pixels inside the map whose channel 0 is not NaN.
     """

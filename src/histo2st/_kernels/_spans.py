@@ -106,7 +106,7 @@ def _inside(x, y, cx, cy, r2):
 
 @njit(cache=True)
 def _circle_bounds(centers, radii, height, width):
-    # Per spot and image row: the first and last column whose pixel centre lies in the circle. The sqrt gives a
+    # Per spot and image row: the first and last column whose pixel center lies in the circle. The sqrt gives a
     # first guess; single steps against the exact test make it agree bit for bit with a brute-force mask.
     n = len(radii)
     first_row = np.zeros(n, dtype=np.int64)
@@ -210,7 +210,7 @@ def _circle_by_row(height, first_row, n_rows, cols):
 def circle_spans(centers: np.ndarray, radii: np.ndarray, height: int, width: int) -> Spans:
     """Spans of circles ``centers`` ``(n, 2)`` ``(x, y)`` and ``radii`` ``(n,)`` on a ``height x width`` map.
 
-    Pixel ``(i, j)`` belongs to circle ``k`` when its centre ``(j + .5, i + .5)`` is within ``radii[k]`` of
+    Pixel ``(i, j)`` belongs to circle ``k`` when its center ``(j + .5, i + .5)`` is within ``radii[k]`` of
     ``centers[k]`` (distance ``<=`` radius).
     """
     centers, radii = check_circles(centers, radii)
@@ -334,11 +334,11 @@ def square_spans(origins: np.ndarray, size, height: int, width: int) -> Spans:
 
 
 def check_circles(centers, radii) -> tuple[np.ndarray, np.ndarray]:
-    """Validate circle centres ``(n, 2)`` and radii ``(n,)`` (or one radius) as float64 arrays."""
+    """Validate circle centers ``(n, 2)`` and radii ``(n,)`` (or one radius) as float64 arrays."""
     centers = np.ascontiguousarray(centers, dtype=np.float64).reshape(-1, 2) if len(centers) else np.zeros((0, 2))
     radii = np.broadcast_to(np.asarray(radii, dtype=np.float64), (len(centers),)).copy()
     if not (np.isfinite(centers).all() and np.isfinite(radii).all()):
-        raise ValueError("Circle centres and radii must be finite; drop or fix the spots with NaN/inf coordinates.")
+        raise ValueError("Circle centers and radii must be finite; drop or fix the spots with NaN/inf coordinates.")
     if (radii < 0).any():
         raise ValueError(f"Circle radii must be >= 0; {int((radii < 0).sum())} are negative.")
     return centers, radii

@@ -57,7 +57,7 @@ def synthetic_tissue(
     microns_per_pixel
         Pixel size in µm, between 0.1 and 4. At the default 1.0 a lymphocyte nucleus is about 6 px wide.
     spot_diameter_um, spot_pitch_um
-        Diameter and centre-to-centre distance of the measured spots (Visium: 55 and 100 µm).
+        Diameter and center-to-center distance of the measured spots (Visium: 55 and 100 µm).
     n_genes
         Number of genes, at least ``n_cell_types`` (every type gets a marker).
     n_cell_types
@@ -93,10 +93,10 @@ def synthetic_tissue(
         convention), ``obsm["cell_type_fraction"]`` (fraction of each spot covered by each type's cell bodies),
         ``var["role"/"marker_of"]`` and ``varm["cell_type_profile"]`` (UMI per µm² of cell body at full capture).
     ``labels["cells"]`` and ``tables["table_cells"]``
-        Cell bodies, with ``obs["cell_type"]``, centres and, as ``X``, each cell's expression density.
+        Cell bodies, with ``obs["cell_type"]``, centers and, as ``X``, each cell's expression density.
     ``shapes["bins_{size:03d}um"]`` and ``tables["table_{size:03d}um"]``
         For each size in ``bins_um``: squares with ``layers["counts"]``, ``layers["expected"]``, ``obsm["spatial"]``
-        (bin centres) and the grid position in ``obs["array_row"/"array_col"]``.
+        (bin centers) and the grid position in ``obs["array_row"/"array_col"]``.
     ``attrs["histo2st"]``
         The scale (``mpp_source="given"``) and, under ``"synthetic"``, these parameters, the cell-type and region
         names and the truth units.
@@ -143,18 +143,14 @@ def synthetic_tissue(
     params = {
         "size_um": [height_um, width_um],
         "microns_per_pixel": mpp,
-        "spot_diameter_um": float(spot_diameter_um),
-        "spot_pitch_um": float(spot_pitch_um),
-        "n_genes": int(n_genes),
-        "n_cell_types": int(n_cell_types),
-        "noise": float(noise),
-        "capture_efficiency": float(capture_efficiency),
+        **{k: float(v) for k, v in (("spot_diameter_um", spot_diameter_um), ("spot_pitch_um", spot_pitch_um),
+                                     ("noise", noise), ("capture_efficiency", capture_efficiency))},
+        **{k: int(v) for k, v in (("n_genes", n_genes), ("n_cell_types", n_cell_types), ("seed", seed))},
         "bins_um": sorted(int(b) for b in bins_um) if bins_um else [],
-        "seed": int(seed),
         "cell_types": type_names,
         "regions": list(REGIONS),
         "truth_units": "expected UMI per pixel at capture efficiency 1",
-    }
+    }  # fmt: skip
     scale = SpatialScale(
         microns_per_pixel=mpp,
         spot_diameter_um=float(spot_diameter_um),
@@ -172,7 +168,23 @@ def synthetic_tissue(
         array_coords=spots.array_coords,
         extra_attrs={"synthetic": params},
     )
-    table = sdata.tables[scale.table_key]
+    _describe_spots(sdata.tables[scale.table_key], genes, profiles, spots, type_names)
+    labels = labels_array(raster.labels)
+    sdata.images[TRUTH_KEY] = truth_element(truth, labels, genes.index, mpp)
+    cell_areas = np.bincount(raster.labels.ravel(), minlength=len(layout.cells) + 1)
+    sdata.labels[CELLS_KEY], sdata.tables[CELLS_TABLE_KEY] = cells_elements(
+        labels, cell_areas, layout.cells, type_names, expression, genes, mpp
+    )
+    added = [f"images/{scale.image_key}", f"images/{TRUTH_KEY}", f"shapes/{scale.shapes_key}"]
+    added += [f"tables/{scale.table_key}", f"labels/{CELLS_KEY}", f"tables/{CELLS_TABLE_KEY}"]
+    if bins_um:
+        added += _add_bins(sdata, rng_bins, truth, mpp, bins_um, capture_efficiency, genes)
+    log_added("SpatialData", added, start)
+    return sdata
+
+
+def _describe_spots(table, genes: pd.DataFrame, profiles: np.ndarray, spots, type_names: list[str]) -> None:
+    """The measured table's gene roles, the cell types' profiles, the noise-free counts and the cell-type mix."""
     for column in genes.columns:
         table.var[column] = genes[column].to_numpy()
     table.varm[PROFILE_KEY] = pd.DataFrame(profiles.T, index=table.var_names, columns=type_names)
@@ -180,26 +192,16 @@ def synthetic_tissue(
     table.obsm[CELL_TYPE_FRACTION_KEY] = pd.DataFrame(
         spots.cell_type_fraction, index=table.obs_names, columns=type_names
     )
-    labels = labels_array(raster.labels)
-    sdata.images[TRUTH_KEY] = truth_element(truth, labels, genes.index, mpp)
-    sdata.labels[CELLS_KEY], sdata.tables[CELLS_TABLE_KEY] = cells_elements(
-        labels,
-        np.bincount(raster.labels.ravel(), minlength=len(layout.cells) + 1),
-        layout.cells,
-        type_names,
-        expression,
-        genes,
-        mpp,
-    )
-    added = [f"images/{scale.image_key}", f"images/{TRUTH_KEY}", f"shapes/{scale.shapes_key}"]
-    added += [f"tables/{scale.table_key}", f"labels/{CELLS_KEY}", f"tables/{CELLS_TABLE_KEY}"]
-    if bins_um:
-        for grid in sample_bins(rng_bins, truth, mpp, tuple(int(b) for b in bins_um), capture_efficiency).values():
-            shapes_key, shapes, table_key, bin_table = bins_elements(grid, genes, mpp)
-            sdata.shapes[shapes_key], sdata.tables[table_key] = shapes, bin_table
-            added += [f"shapes/{shapes_key}", f"tables/{table_key}"]
-    log_added("SpatialData", added, start)
-    return sdata
+
+
+def _add_bins(sdata, rng, truth, mpp: float, bins_um, capture_efficiency: float, genes) -> list[str]:
+    """Visium HD-style square bins of each size, counted from the truth; returns the elements added."""
+    added = []
+    for grid in sample_bins(rng, truth, mpp, tuple(int(b) for b in bins_um), capture_efficiency).values():
+        shapes_key, shapes, table_key, bin_table = bins_elements(grid, genes, mpp)
+        sdata.shapes[shapes_key], sdata.tables[table_key] = shapes, bin_table
+        added += [f"shapes/{shapes_key}", f"tables/{table_key}"]
+    return added
 
 
 def _check_params(
@@ -227,7 +229,7 @@ def _check_params(
     if pitch < diameter:
         raise ValueError(
             f"`spot_pitch_um`={pitch:g} is smaller than `spot_diameter_um`={diameter:g}: spots would overlap. "
-            "The pitch is the centre-to-centre distance (Visium: 55 µm spots on a 100 µm pitch)."
+            "The pitch is the center-to-center distance (Visium: 55 µm spots on a 100 µm pitch)."
         )
     if min(height_um, width_um) < diameter:
         raise ValueError(f"`size_um`={size_um!r} is smaller than one spot ({diameter:g} µm); make the field larger.")

@@ -1,7 +1,7 @@
 """Layout of the synthetic tissue: regions, cell types and where each cell sits.
 
 Lengths are in µm unless a name ends in ``_px``. Maps have the image's shape ``(height_px, width_px)``; pixel
-``(i, j)`` has its centre at ``((j + 0.5) * mpp, (i + 0.5) * mpp)`` µm.
+``(i, j)`` has its center at ``((j + 0.5) * mpp, (i + 0.5) * mpp)`` µm.
 """
 
 from __future__ import annotations
@@ -50,13 +50,13 @@ TUMOUR_T, FIBRO_T, LYMPH_T, EPI_T, ADIPO_T, MACRO_T, ENDO_T, PLASMA_T = range(le
 class Cells:
     """Per-cell parameters (one row per cell); cell ``k`` gets label ``k + 1`` in the rendered label map."""
 
-    x: np.ndarray  #: centre (µm)
+    x: np.ndarray  #: center (µm)
     y: np.ndarray
     kind: np.ndarray  #: index into the cell-type catalogue
     a: np.ndarray  #: nucleus semi-axes (µm)
     b: np.ndarray
     theta: np.ndarray  #: direction of the nucleus major axis (radians)
-    ox: np.ndarray  #: offset of the nucleus from the cell centre (µm), e.g. the eccentric plasma-cell nucleus
+    ox: np.ndarray  #: offset of the nucleus from the cell center (µm), e.g. the eccentric plasma-cell nucleus
     oy: np.ndarray
     hema: np.ndarray  #: nuclear hematoxylin; 0 hides the nucleus (adipocytes cut away from theirs)
     harmonics: np.ndarray  #: (n, 4) cos/sin coefficients of the 2nd and 3rd harmonic of the nuclear outline
@@ -311,9 +311,9 @@ def _red_blood_cells(rng, vessel_lumen: np.ndarray, mpp: float) -> np.ndarray:
     iy, ix = np.nonzero(vessel_lumen)
     if iy.size == 0:
         return np.zeros_like(vessel_lumen)
-    centres = rng.choice(iy.size, size=max(1, int(iy.size * mpp**2 / 45.0)), replace=False)
+    centers = rng.choice(iy.size, size=max(1, int(iy.size * mpp**2 / 45.0)), replace=False)
     seeds = np.zeros_like(vessel_lumen)
-    seeds[iy[centres], ix[centres]] = True
+    seeds[iy[centers], ix[centers]] = True
     distance = ndimage.distance_transform_edt(~seeds, sampling=mpp)
     return (distance < 3.5) & vessel_lumen
 

@@ -59,7 +59,7 @@ def cells_elements(
     genes: pd.DataFrame,
     mpp: float,
 ):
-    """Label image of cell bodies and its table: cell type, centre and expression density of every cell.
+    """Label image of cell bodies and its table: cell type, center and expression density of every cell.
 
     ``counts`` is the number of pixels of each label. The table's ``X`` is the cell's expression density (UMI per
     µm² of body at full capture); cells whose body was entirely covered by neighbours are left out of the table, as

@@ -118,7 +118,7 @@ def rasterize(layout: Layout, mpp: float, rng: np.random.Generator) -> Raster:
         body &= (regions[r0:r1] != BACKGROUND) & ~layout.lumen[r0:r1] & (c > 0)
 
         texture = np.clip(1 + kinds[t, 0] * chromatin[r0:r1], 0.3, 2.0)
-        # carcinoma nuclei: pale centre, chromatin along the membrane, one dark nucleolus
+        # carcinoma nuclei: pale center, chromatin along the membrane, one dark nucleolus
         relative = rho / outline
         vesicular = 0.7 + 0.45 * np.clip((relative - 0.6) / 0.35, 0, 1) + 0.7 * np.clip((0.15 - rho) * 10, 0, 1)
         texture = np.where(kinds[t, 4] > 0, texture * vesicular, texture)

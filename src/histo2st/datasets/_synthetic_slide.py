@@ -178,11 +178,11 @@ class _Renderer:
         lo, hi = (r / self.mpp for r in NUCLEUS_RADIUS_UM)
         radius = lo + (hi - lo) * u[0]
         room = np.maximum(self.spacing - 2 * radius, 0)
-        centre_y = (cy * self.spacing + radius + room * u[1]).astype(np.float32)
-        centre_x = (cx * self.spacing + radius + room * u[2]).astype(np.float32)
+        center_y = (cy * self.spacing + radius + room * u[1]).astype(np.float32)
+        center_x = (cx * self.spacing + radius + room * u[2]).astype(np.float32)
         radius = np.where(u[3] < 0.55, radius, -1).astype(np.float32)  # no nucleus in 45% of the cells
         ry, rx = iy - cy[0, 0], ix - cx[0, 0]
-        distance = np.hypot(ys - centre_y[ry, rx], xs - centre_x[ry, rx])
+        distance = np.hypot(ys - center_y[ry, rx], xs - center_x[ry, rx])
         return np.clip(radius[ry, rx] - distance + np.float32(0.5), 0, 1)
 
 

@@ -17,7 +17,7 @@ MIN_TISSUE_FRACTION = 0.5
 class SpotMeasurement:
     """Spots over tissue with their expected and sampled counts."""
 
-    xy: np.ndarray  #: (n, 2) centres (x, y) in pixels
+    xy: np.ndarray  #: (n, 2) centers (x, y) in pixels
     array_coords: np.ndarray  #: (n, 2) Visium (array_row, array_col)
     expected: np.ndarray  #: (n, genes) float64, capture efficiency x truth summed over the circle
     counts: np.ndarray  #: (n, genes) int64, Poisson(expected)
@@ -25,10 +25,10 @@ class SpotMeasurement:
 
 
 def hex_spot_grid(shape: tuple[int, int], mpp: float, pitch_um: float, diameter_um: float):
-    """Visium layout: rows ``pitch * sqrt(3) / 2`` apart, odd rows shifted by half a pitch, centred in the image.
+    """Visium layout: rows ``pitch * sqrt(3) / 2`` apart, odd rows shifted by half a pitch, centerd in the image.
 
     ``array_col`` follows Visium (even columns on even rows, odd on odd rows), so neighbours in a row are two
-    columns apart. Only whole circles inside the image are kept. Returns centres ``(n, 2)`` in pixels and
+    columns apart. Only whole circles inside the image are kept. Returns centers ``(n, 2)`` in pixels and
     ``(n, 2)`` (array_row, array_col).
     """
     h, w = shape

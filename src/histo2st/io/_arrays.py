@@ -7,20 +7,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._constants import IMAGE_KEY, SHAPES_KEY, TABLE_KEY
-from .._core import SpatialScale, as_gene_list, build_sample, pitch_from_centres
+from .._core import SpatialScale, as_gene_list, build_sample, pitch_from_centers
 
 
 def derive_microns_per_pixel(spot_xy: np.ndarray, spot_pitch_um: float) -> float:
-    """Microns per pixel from the spot centres and the platform's centre-to-centre spot pitch.
+    """Microns per pixel from the spot centers and the platform's center-to-center spot pitch.
 
-    The pixel pitch is the median nearest-neighbour distance of the spot centres, which is robust to missing spots.
+    The pixel pitch is the median nearest-neighbour distance of the spot centers, which is robust to missing spots.
     """
     if spot_pitch_um is None or spot_pitch_um <= 0:
         raise ValueError(
             "Cannot derive microns per pixel: pass `microns_per_pixel=`, or the platform's `spot_pitch_um=` "
-            "(centre-to-centre distance of neighbouring spots) so it can be derived from the spot centres."
+            "(center-to-center distance of neighbouring spots) so it can be derived from the spot centers."
         )
-    return float(spot_pitch_um) / pitch_from_centres(spot_xy)
+    return float(spot_pitch_um) / pitch_from_centers(spot_xy)
 
 
 def from_arrays(
@@ -40,7 +40,7 @@ def from_arrays(
     shapes_key: str = SHAPES_KEY,
     table_key: str = TABLE_KEY,
 ):
-    """Build a histo2st sample from an image, spot centres and a count matrix.
+    """Build a histo2st sample from an image, spot centers and a count matrix.
 
     Parameters
     ----------
@@ -48,17 +48,17 @@ def from_arrays(
         H&E image as an array (``(y, x, 3)`` or ``(3, y, x)``; numpy, dask or xarray) or a path to a TIFF/JPEG/PNG.
         Grayscale, RGBA, uint16 and float images are converted with a warning.
     spot_xy
-        ``(n, 2)`` spot centres ``(x, y)`` in the image's full-resolution pixels.
+        ``(n, 2)`` spot centers ``(x, y)`` in the image's full-resolution pixels.
     counts
         ``(n, n_genes)`` raw counts (dense or scipy sparse), non-negative.
     genes
         Unique gene names, one per column of ``counts`` (a string is one gene).
     microns_per_pixel
-        Size of an image pixel in µm. If ``None`` it is derived from ``spot_pitch_um`` and the spot centres.
+        Size of an image pixel in µm. If ``None`` it is derived from ``spot_pitch_um`` and the spot centers.
     spot_diameter_um
         Spot diameter in µm (55 for Visium, 100 for legacy ST).
     spot_pitch_um
-        Centre-to-centre distance of neighbouring spots in µm (100 for Visium, 200 for legacy ST).
+        Center-to-center distance of neighbouring spots in µm (100 for Visium, 200 for legacy ST).
     spot_names
         Unique spot barcodes (``obs_names``).
     array_coords
@@ -73,7 +73,7 @@ def from_arrays(
     Returns
     -------
     :class:`spatialdata.SpatialData` in the histo2st conventions: image ``image_key``, circles ``shapes_key``,
-    table ``table_key`` (``X`` and ``layers["counts"]`` hold the raw counts, ``obsm["spatial"]`` the centres) and
+    table ``table_key`` (``X`` and ``layers["counts"]`` hold the raw counts, ``obsm["spatial"]`` the centers) and
     ``attrs["histo2st"]`` with the scale.
     """
     if microns_per_pixel is None:

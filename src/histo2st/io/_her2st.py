@@ -70,7 +70,7 @@ def read_her2st(
         Size of an image pixel in µm. ``None`` derives it from the fit of pixel positions to array coordinates
         (``spot_pitch_um`` per array unit); about 0.69 on this data set.
     spot_diameter_um, spot_pitch_um
-        Spot diameter (100 µm) and centre-to-centre distance (200 µm) of the ST 1k array.
+        Spot diameter (100 µm) and center-to-center distance (200 µm) of the ST 1k array.
     selected_only
         Keep only spots marked ``selected == 1`` (under the tissue).
     scale_factors

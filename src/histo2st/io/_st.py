@@ -13,7 +13,7 @@ from .._constants import IMAGE_KEY, LEGACY_ST_SPOT_UM, SHAPES_KEY, TABLE_KEY
 from .._core import SpatialScale, build_sample, read_image
 from .._logging import logger
 
-#: Centre-to-centre distance of nearest spots on the 1k array: a square grid, 200 µm per array unit.
+#: Center-to-center distance of nearest spots on the 1k array: a square grid, 200 µm per array unit.
 ST_1K_PITCH_UM = 200.0
 #: The 2k array keeps the 1k frame and adds a second grid offset by half a step: spots sit where ``x + y`` is even,
 #: 100 µm per array unit, so the nearest neighbours are the diagonal ones, 100 µm * sqrt(2) apart.
@@ -50,7 +50,7 @@ def read_st(
     counts
         Path to the count table (``.tsv`` or ``.tsv.gz``, spots x genes, first column the spot id) or a DataFrame.
     spots
-        Path to the spot table (``.tsv``) or a DataFrame. ``pixel_x``/``pixel_y`` are spot centres in ``image``'s
+        Path to the spot table (``.tsv``) or a DataFrame. ``pixel_x``/``pixel_y`` are spot centers in ``image``'s
         pixels.
     image
         Path to the H&E image (JPEG, PNG or TIFF; read lazily) or an array. Grayscale, RGBA and uint16 images are
@@ -58,7 +58,7 @@ def read_st(
     spot_diameter_um
         Spot diameter in µm (100 on the 1k and 2k arrays).
     spot_pitch_um
-        Centre-to-centre distance of nearest spots in µm. ``None`` picks it from the layout of the array
+        Center-to-center distance of nearest spots in µm. ``None`` picks it from the layout of the array
         coordinates: 200 on the square 1k array, 141.4 (100 * sqrt(2)) on the 2k array, whose spots sit where
         ``x + y`` is even.
     microns_per_pixel
@@ -84,7 +84,7 @@ def read_st(
     if sample is None:
         sample = _stem(counts) if isinstance(counts, str | Path) else "sample"
     table = read_count_table(counts) if isinstance(counts, str | Path) else _check_count_frame(counts)
-    spot_table = read_spot_table(spots) if isinstance(spots, str | Path) else _normalise_spot_frame(spots)
+    spot_table = read_spot_table(spots) if isinstance(spots, str | Path) else _normalize_spot_frame(spots)
     joined, matrix = _join(table, spot_table, selected_only=selected_only, sample=sample)
 
     img = read_image(image) if isinstance(image, str | Path) else image
@@ -163,7 +163,7 @@ def read_spot_table(path: str | Path) -> pd.DataFrame:
                 f"{list(_SPOT_COLUMNS)} (selected optional)."
             )
         frame.columns = list(_SPOT_COLUMNS[: frame.shape[1]])
-    return _normalise_spot_frame(frame, where=str(path))
+    return _normalize_spot_frame(frame, where=str(path))
 
 
 def fit_array_to_pixels(array_xy: np.ndarray, pixel_xy: np.ndarray) -> dict:
@@ -259,7 +259,7 @@ def _check_count_frame(frame: pd.DataFrame, where: str = "`counts`") -> pd.DataF
         )
     n_neg = int((values < 0).sum())
     if n_neg:
-        raise ValueError(f"{where} contains {n_neg} negative counts; pass raw UMI counts, not normalised values.")
+        raise ValueError(f"{where} contains {n_neg} negative counts; pass raw UMI counts, not normalized values.")
     genes = pd.Index(frame.columns.astype(str))
     if genes.has_duplicates:
         dup = genes[genes.duplicated()].unique()
@@ -274,12 +274,12 @@ def _check_count_frame(frame: pd.DataFrame, where: str = "`counts`") -> pd.DataF
     return frame
 
 
-def _normalise_spot_frame(frame: pd.DataFrame, where: str = "`spots`") -> pd.DataFrame:
+def _normalize_spot_frame(frame: pd.DataFrame, where: str = "`spots`") -> pd.DataFrame:
     missing = [c for c in ("x", "y", "pixel_x", "pixel_y") if c not in frame.columns]
     if missing:
         raise ValueError(
             f"{where} lacks the columns {missing}; a spot table needs x, y (array coordinates) and pixel_x, pixel_y "
-            "(spot centres in image pixels), as written by the ST spot detector."
+            "(spot centers in image pixels), as written by the ST spot detector."
         )
     bad = frame[["x", "y", "pixel_x", "pixel_y"]].isna().any(axis=1)
     if bad.any():

@@ -28,7 +28,7 @@ def read_visium(
 
     Microns per pixel come from the spot diameter: 55 µm / ``spot_diameter_fullres`` (``spatial/
     scalefactors_json.json``). With ``fullres_image_file`` the H&E is the full-resolution microscope image; without it
-    the ``tissue_hires_image.png`` becomes the H&E and spot centres are rescaled to its pixels (``attrs`` record
+    the ``tissue_hires_image.png`` becomes the H&E and spot centers are rescaled to its pixels (``attrs`` record
     ``image_source`` and ``fullres_px_per_px``).
 
     Parameters

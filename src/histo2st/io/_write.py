@@ -6,13 +6,17 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._core import quiet_zarr
 from .._core._recorded import save_recorded
 from .._logging import logger
 
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
-def write_zarr(sdata, path: str | Path, *, overwrite: bool = False) -> Path:
+
+def write_zarr(sdata: SpatialData, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``sdata`` to a zarr store atomically.
 
     The store is written next to ``path`` under a temporary name and renamed into place only when complete, so an

@@ -1,4 +1,4 @@
-"""The user-facing model: a network plus everything needed to use it again (genes, scale, normalisation, history)."""
+"""The user-facing model: a network plus everything needed to use it again (genes, scale, normalization, history)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._core import as_gene_list
+from .._docs import TRAINING_DOC, doc_params
 from .._logging import logger
 from .._settings import settings
 from ..pp._stain import STAIN_METHODS
@@ -96,6 +97,7 @@ class BaseModel:
     def _after_training(self, plan) -> None:
         """Record what training learnt besides the weights (e.g. a grid pitch)."""
 
+    @doc_params(training_options=TRAINING_DOC)
     def train(
         self,
         data,
@@ -110,19 +112,15 @@ class BaseModel:
         progress: bool = True,
         ema_decay: float | None = None,
     ) -> list[dict]:
-        """Train on one or several normalised sections.
+        """Train on one or several normalized sections.
 
         Parameters
         ----------
         data
-            A SpatialData, or a list or dict of them, normalised with :func:`histo2st.pp.normalize`.
+            A SpatialData, or a list or dict of them, normalized with :func:`histo2st.pp.normalize`.
         epochs
             Maximum number of epochs.
-        validation
-            Section name(s) to hold out, a fraction of spots per section, or ``None``; see
-            :func:`histo2st.train.split_validation`. Validation spots never enter the loss.
-        device
-            Torch device; default :attr:`histo2st.settings.device`.
+        {training_options}
         checkpoint_dir
             Save a checkpoint after every epoch there and resume from it if one exists.
         patience
@@ -132,15 +130,10 @@ class BaseModel:
             validated).
         seed
             Random seed; default :attr:`histo2st.settings.seed`.
-        progress
-            Show a progress bar.
-        ema_decay
-            Validate, select and keep an exponential moving average of the weights with this decay (e.g. 0.999);
-            ``None`` uses the trained weights. See :class:`histo2st.train.TrainerConfig`.
 
         Returns
         -------
-        The training history (also in ``model.history``); ``model.card`` gains the normalisation, the training
+        The training history (also in ``model.history``); ``model.card`` gains the normalization, the training
         sections and the best validation metrics.
         """
         from ..train import Trainer, TrainerConfig, prepare_sections, split_validation
@@ -186,10 +179,10 @@ class BaseModel:
         return self.history
 
     def _normalize_training_stains(self, sections: list, train: list, val: list) -> tuple[list, list, list]:
-        """Stain-normalise the training images as set by ``stain_normalization`` and record it in the card.
+        """Stain-normalize the training images as set by ``stain_normalization`` and record it in the card.
 
         The reference is fitted on the training sections (held-out validation sections are treated like new slides)
-        unless the model already has one (trained before, or loaded): continued training keeps the colours the network
+        unless the model already has one (trained before, or loaded): continued training keeps the colors the network
         learnt. Returns ``sections``, ``train`` and ``val`` with their images replaced.
         """
         from dataclasses import replace
@@ -206,10 +199,10 @@ class BaseModel:
         return tuple([replace(s, image=images[s.name]) for s in group] for group in (sections, train, val))
 
     def _stain_normalized(self, image):
-        """Dask ``image`` ``(3, y, x)`` at the model's resolution, lazily stain-normalised like the training images.
+        """Dask ``image`` ``(3, y, x)`` at the model's resolution, lazily stain-normalized like the training images.
 
         The slide's own stains are estimated once on its tissue pixels (:func:`histo2st.pp._stain.tissue_pixels`)
-        and every block is normalised with them; without ``stain_normalization`` the image is returned as it is.
+        and every block is normalized with them; without ``stain_normalization`` the image is returned as it is.
         """
         from ..pp._stain import MacenkoNormalizer, describe_stains, tissue_pixels, transform_blocks
 
@@ -218,14 +211,14 @@ class BaseModel:
         fitted = self.card.get("stain_normalization")
         if fitted is None:
             raise RuntimeError(
-                "This model normalises stains but has no stain reference yet; train it first with `model.train`."
+                "This model normalizes stains but has no stain reference yet; train it first with `model.train`."
             )
         reference = MacenkoNormalizer.from_dict(fitted["reference"])
         if self._stain_cache is None or self._stain_cache[0] != image.name:
             pixels, spacing = tissue_pixels(image, self.microns_per_pixel)
             source = reference.slide_stains(pixels, name="The slide to predict")
             logger.info(
-                f"Stain normalisation: the slide's stains, from {pixels.shape[1]} tissue pixels every "
+                f"Stain normalization: the slide's stains, from {pixels.shape[1]} tissue pixels every "
                 f"{spacing:.3g} µm: {describe_stains(source)}."
             )
             self._stain_cache = (image.name, source)
@@ -234,7 +227,7 @@ class BaseModel:
     def _start_at_the_mean(self, sections) -> None:
         """Set the output bias to the training targets' per-gene mean, so the first steps learn variation.
 
-        A fresh head predicts about 0 where log-normalised targets lie around 1-8: without this the MSE term spends
+        A fresh head predicts about 0 where log-normalized targets lie around 1-8: without this the MSE term spends
         the first epochs moving every prediction up (at THItoGene's lr of 1e-5, hundreds of steps), and validation
         PCC drifts meanwhile. A deviation from both papers, which do not say how the head starts.
         """
@@ -250,6 +243,25 @@ class BaseModel:
     @property
     def n_genes(self) -> int:
         return len(self.genes)
+
+    @property
+    def map_microns_per_pixel(self) -> float:
+        """Pixel size in µm of the dense map (see :class:`~histo2st.model.Predictor`); the input's by default."""
+        return self.microns_per_pixel
+
+    #: Maps per gene of :meth:`predict_image`: one model predicts values, without an uncertainty.
+    n_maps = 1
+    #: Whether :meth:`predict_points` predicts from a patch at each point (see :class:`~histo2st.model.Predictor`).
+    predicts_at_points = False
+
+    @property
+    def members(self) -> list[BaseModel]:
+        """The models whose weights run: this one (see :class:`~histo2st.model.Ensemble`)."""
+        return [self]
+
+    def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None):
+        """``None``: a spot's value is the dense map's mean over the spot (models that predict at points override)."""
+        return None
 
     def check_genes(self, genes) -> list[int]:
         """Indices of ``genes`` (a string is one gene) in the model's genes; an error lists those it lacks."""
@@ -319,6 +331,17 @@ class BaseModel:
     def __repr__(self) -> str:
         trained = f"trained {len(self.history)} epochs" if self.history else "untrained"
         return f"{type(self).__name__}({self.n_genes} genes, {self.microns_per_pixel} µm/px, {trained})"
+
+
+def init_params(arguments: dict) -> dict:
+    """A model's init parameters from its ``__init__``'s ``locals()`` (scvi-tools' ``_get_init_params``).
+
+    Called first thing in ``__init__``, so the arguments are all the locals: each parameter is then listed once, in
+    the signature. ``genes`` and ``microns_per_pixel`` are kept by :class:`BaseModel` itself; ``**module_kwargs``
+    are merged in.
+    """
+    skip = {"self", "__class__", "genes", "microns_per_pixel", "module_kwargs"}
+    return {**{k: v for k, v in arguments.items() if k not in skip}, **arguments.get("module_kwargs", {})}
 
 
 def read_card(path: str | Path) -> dict:

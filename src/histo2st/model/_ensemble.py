@@ -27,6 +27,8 @@ class Ensemble:
     """
 
     model_name = ENSEMBLE_NAME
+    #: Maps per gene of :meth:`predict_image`: the members' mean, then their standard deviation.
+    n_maps = 2
 
     def __init__(self, members) -> None:
         members = list(members)
@@ -42,7 +44,7 @@ class Ensemble:
                 )
             if member.genes != first.genes:
                 raise ValueError("Ensemble members must predict the same genes in the same order.")
-            scales = [(m.microns_per_pixel, getattr(m, "map_microns_per_pixel", None)) for m in (first, member)]
+            scales = [(m.microns_per_pixel, m.map_microns_per_pixel) for m in (first, member)]
             if scales[0] != scales[1]:
                 raise ValueError("Ensemble members must work at one µm per pixel and write maps of one pixel size.")
         self.members = members
@@ -63,6 +65,10 @@ class Ensemble:
     def map_microns_per_pixel(self) -> float:
         """Pixel size in µm of the dense image, for members whose map is coarser than their input (THItoGene)."""
         return self.members[0].map_microns_per_pixel
+
+    @property
+    def predicts_at_points(self) -> bool:
+        return self.members[0].predicts_at_points
 
     @property
     def init_params(self) -> dict:
@@ -121,18 +127,12 @@ class Ensemble:
             meta=np.empty((0, 0, 0), dtype=np.float32),
         )
 
-    @property
-    def predict_points(self):
-        """``predict_points(image, image_mpp, xy_px, *, device=None)``: the members' mean and std at points.
+    def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None):
+        """The members' ``(mean, std)`` at points, each ``(n, genes)`` float32.
 
-        Returns ``(mean, std)``, each ``(n, genes)`` float32, or ``None`` when the members aggregate the dense image
-        instead (see e.g. :meth:`histo2st.model.THItoGene.predict_points`). Only for members that predict at points.
+        ``None`` when the members aggregate the dense image instead (see
+        :meth:`histo2st.model.THItoGene.predict_points`).
         """
-        if not hasattr(self.members[0], "predict_points"):
-            raise AttributeError(f"{type(self.members[0]).__name__} models do not predict at points.")
-        return self._predict_points
-
-    def _predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None):
         values = []
         for member in self.members:
             points = member.predict_points(image, image_mpp, xy_px, device=device)

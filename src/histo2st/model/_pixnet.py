@@ -23,7 +23,7 @@ from .._inference._tiling import (
 )
 from .._logging import logger
 from .._settings import settings
-from ._base import BaseModel
+from ._base import BaseModel, init_params
 
 
 class PixNet(BaseModel):
@@ -36,13 +36,13 @@ class PixNet(BaseModel):
     Parameters
     ----------
     genes
-        Genes to predict (the table's normalised expression of these genes is the target).
+        Genes to predict (the table's normalized expression of these genes is the target).
     microns_per_pixel
         Resolution the network works at; every slide is resampled to it.
     hidden_dim
         Decoder width (paper: 512).
     encoder_weights
-        ``None`` (random initialisation) or a path to a torchvision-format ResNet18 checkpoint.
+        ``None`` (random initialization) or a path to a torchvision-format ResNet18 checkpoint.
     lam
         Weight of the ``1 − PCC`` loss term (paper: 0.5).
     lr, weight_decay
@@ -59,11 +59,11 @@ class PixNet(BaseModel):
     tile_px
         Input tile edge for prediction (context halo included).
     augment
-        Flips, 90° rotations and colour jitter during training.
+        Flips, 90° rotations and color jitter during training.
     stain_augment
         H&E re-staining, blur and 0.9-1.1x scale changes during training (see :class:`~histo2st.train.PixNetPlan`).
     stain_normalization
-        ``"macenko"`` normalises every slide's stains to a reference fitted on the training sections, in training
+        ``"macenko"`` normalizes every slide's stains to a reference fitted on the training sections, in training
         and prediction (each slide's own stains are estimated on its tissue); ``None`` uses the H&E as it is. See the
         docs page "Encoder pretraining, stain robustness and weight averaging".
     **module_kwargs
@@ -110,22 +110,7 @@ class PixNet(BaseModel):
                 "`encoder_warmup_epochs` unfreezes the encoder after the warm-up, but `freeze_encoder=True` keeps it "
                 "frozen; use one or the other."
             )
-        params = {
-            "hidden_dim": hidden_dim,
-            "encoder_weights": None if encoder_weights is None else str(encoder_weights),
-            "lam": lam,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "encoder_lr": encoder_lr,
-            "encoder_warmup_epochs": encoder_warmup_epochs,
-            "crop_px": crop_px,
-            "batch_size": batch_size,
-            "tile_px": tile_px,
-            "augment": augment,
-            "stain_augment": stain_augment,
-            "stain_normalization": stain_normalization,
-            **module_kwargs,
-        }
+        params = {**init_params(locals()), "encoder_weights": None if encoder_weights is None else str(encoder_weights)}
         super().__init__(genes, microns_per_pixel=microns_per_pixel, init_params=params)
         self.card["encoder"] = {"architecture": "resnet18", "weights": _weights_origin(encoder_weights)}
 
@@ -156,7 +141,7 @@ class PixNet(BaseModel):
     ) -> da.Array:
         """Lazy dense prediction ``(genes, y, x)`` float32 at the model's resolution for an H&E ``(3, y, x)``.
 
-        The image is resampled to ``model.microns_per_pixel`` (and, with ``stain_normalization``, normalised with
+        The image is resampled to ``model.microns_per_pixel`` (and, with ``stain_normalization``, normalized with
         the slide's stains estimated once on its tissue) and cut into tiles of ``tile_px``: each predicts its
         core, the tile less a halo of context on each side (a quarter of the tile, at most
         :data:`~histo2st._inference._tiling.MAX_HALO_PX`), so seams never sit at a tile edge. Each output chunk is a
@@ -223,7 +208,7 @@ def _predict_block(window: np.ndarray, module, grid, on, device, batch_size, blo
 
 def _weights_origin(path) -> dict:
     if path is None:
-        return {"source": "random initialisation"}
+        return {"source": "random initialization"}
     path = Path(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     origin = {"source": str(path), "sha256": digest}

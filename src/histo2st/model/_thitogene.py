@@ -11,7 +11,7 @@ from .._core._resample import resample_image
 from .._inference._spot_windows import grid_coordinates, predict_windows
 from .._logging import logger
 from .._settings import settings
-from ._base import BaseModel
+from ._base import BaseModel, init_params
 
 #: Patch side of the paper: 112 px of her2st at about 0.69 µm/px.
 PAPER_PATCH_PX = 112
@@ -23,7 +23,7 @@ IMAGE_BYTES = 2 * 2**30
 class THItoGene(BaseModel):
     """THItoGene (Jia et al., Brief Bioinform 2024): ODConv, Efficient-CapsNet, a ViT over spots and a GAT.
 
-    Each spot is seen as a patch of ``patch_um`` µm of H&E around its centre; the spots of a window attend to each
+    Each spot is seen as a patch of ``patch_um`` µm of H&E around its center; the spots of a window attend to each
     other (with grid position embeddings) and to their 4 nearest neighbours in a graph. Train with :meth:`train` (or
     :func:`histo2st.tl.fit`), predict with :func:`histo2st.tl.predict`.
 
@@ -34,7 +34,7 @@ class THItoGene(BaseModel):
     Parameters
     ----------
     genes
-        Genes to predict (the table's normalised expression of these genes is the target).
+        Genes to predict (the table's normalized expression of these genes is the target).
     microns_per_pixel
         Resolution the network works at; every slide is resampled to it.
     patch_um
@@ -42,7 +42,7 @@ class THItoGene(BaseModel):
     patch_px
         Side of a spot's patch in pixels at ``microns_per_pixel`` (the module's input size).
     loss
-        ``"mse"`` (the reference: MSE on log-normalised expression) or ``"pixnet"`` (MSE + ``lam`` (1 − PCC)).
+        ``"mse"`` (the reference: MSE on log-normalized expression) or ``"pixnet"`` (MSE + ``lam`` (1 − PCC)).
     lam
         Weight of the PCC term of the ``"pixnet"`` loss.
     lr, weight_decay
@@ -55,14 +55,14 @@ class THItoGene(BaseModel):
     batch_size
         Windows per training batch (the reference: one section).
     augment
-        Random flips and 90° rotations of every patch and colour jitter during training.
+        Random flips and 90° rotations of every patch and color jitter during training.
     stain_normalization
-        ``"macenko"`` normalises every slide's stains to a reference fitted on the training sections, in training
+        ``"macenko"`` normalizes every slide's stains to a reference fitted on the training sections, in training
         and prediction (each slide's own stains are estimated on its tissue); ``None`` uses the H&E as it is.
     dense_um
         Stride in µm of the dense predicted image (a patch prediction on a regular grid); default half a patch.
     max_direct_spots
-        Spot tables with up to this many spots or bins are predicted directly from a patch at each centre; larger
+        Spot tables with up to this many spots or bins are predicted directly from a patch at each center; larger
         ones are aggregated from the dense image (see :meth:`predict_points`).
     grid_pitch_um
         Grid step in µm of the position embeddings at prediction; set by :meth:`train` (see Notes).
@@ -71,7 +71,7 @@ class THItoGene(BaseModel):
 
     Notes
     -----
-    Grid coordinates are ``round(centre_um / pitch_um)``: in training with each section's spot pitch (the median
+    Grid coordinates are ``round(center_um / pitch_um)``: in training with each section's spot pitch (the median
     nearest-neighbour distance of its spots, so legacy ST arrays get their array coordinates), in prediction with the
     median pitch of the training sections (``card["grid_pitch_um"]``), so one position step is the same distance in
     µm as in training whatever is predicted (spots, bins or a dense grid). Each window's coordinates start at 0;
@@ -79,6 +79,7 @@ class THItoGene(BaseModel):
     """
 
     model_name = "thitogene"
+    predicts_at_points = True
     #: Settings of ``st.tl.fit(..., preset=)``, training options included; explicit keywords override them.
     #: ``"paper"``: the reference training (Adam 1e-5, MSE, whole sections up to 1024 spots per step); the paper gives
     #: no number of epochs, so 100 with early stopping. ``"cpu"``: what made THItoGene learn within minutes on a
@@ -109,23 +110,10 @@ class THItoGene(BaseModel):
         stain_normalization: str | None = None,
         **module_kwargs,
     ) -> None:
+        params = init_params(locals())
         mpp, patch_um, patch_px = _patch_geometry(microns_per_pixel, patch_um, patch_px)
-        params = {
-            "patch_um": patch_um,
-            "patch_px": patch_px,
-            "loss": loss,
-            "lam": lam,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "window_spots": window_spots,
-            "batch_size": batch_size,
-            "augment": augment,
-            "dense_um": patch_um / 2 if dense_um is None else float(dense_um),
-            "max_direct_spots": max_direct_spots,
-            "grid_pitch_um": grid_pitch_um,
-            "stain_normalization": stain_normalization,
-            **module_kwargs,
-        }
+        dense_um = patch_um / 2 if dense_um is None else float(dense_um)
+        params.update(patch_um=patch_um, patch_px=patch_px, dense_um=dense_um)
         super().__init__(genes, microns_per_pixel=mpp, init_params=params)
 
     def _build_module(self):
@@ -152,7 +140,7 @@ class THItoGene(BaseModel):
         self.card["grid_pitch_um"] = self.init_params["grid_pitch_um"]
 
     def predict_points(self, image, image_mpp: float, xy_px: np.ndarray, *, device: str | None = None):
-        """Predicted expression ``(n, genes)`` at the centres ``xy_px`` (H&E pixels), from a patch at each.
+        """Predicted expression ``(n, genes)`` at the centers ``xy_px`` (H&E pixels), from a patch at each.
 
         Every point gets a ``patch_um`` patch and is predicted in windows of ``window_spots`` nearby points (see
         :func:`~histo2st._inference._spot_windows.prediction_windows`). The cost is one patch encoding per point,
@@ -183,21 +171,30 @@ class THItoGene(BaseModel):
             device=device,
         )
 
-    def predict_image(self, image: da.Array, image_mpp: float, *, device: str | None = None) -> da.Array:
+    def predict_image(
+        self,
+        image: da.Array,
+        image_mpp: float,
+        *,
+        device: str | None = None,
+        tissue_mask: tuple[np.ndarray, float] | None = None,
+        batch_size: int | None = None,
+    ) -> da.Array:
         """Dense prediction ``(genes, y, x)`` float32, one pixel per ``dense_um`` of tissue, for an H&E ``(3, y, x)``.
 
-        Pixel ``(i, j)`` is the prediction for the patch centred on ``((j + 0.5), (i + 0.5)) * dense_um`` µm, so a
+        Pixel ``(i, j)`` is the prediction for the patch centerd on ``((j + 0.5), (i + 0.5)) * dense_um`` µm, so a
         scale of ``dense_um / image_mpp`` aligns it with the H&E. Only points on tissue (the Otsu mask of
         :func:`histo2st.tl.aggregate`) are predicted; the others are NaN. The image is computed in memory, window by
-        window (``genes`` × the number of grid points floats).
+        window (``genes`` × the number of grid points floats). ``tissue_mask`` ``(mask, image pixels per mask
+        pixel)`` replaces that mask; ``batch_size`` is not used (the model predicts windows of ``window_spots``).
         """
-        from .._core._tissue import tissue_mask
+        from .._core._tissue import tissue_mask as find_tissue
 
         stride_px = self.map_microns_per_pixel / image_mpp
         height, width = (math.ceil(n / stride_px) for n in image.shape[1:])
         gy, gx = np.mgrid[0:height, 0:width]
         xy = np.column_stack([(gx.ravel() + 0.5) * stride_px, (gy.ravel() + 0.5) * stride_px])
-        mask, factor = tissue_mask(image)
+        mask, factor = find_tissue(image) if tissue_mask is None else tissue_mask
         i = np.clip((xy[:, 1] / factor).astype(int), 0, mask.shape[0] - 1)
         j = np.clip((xy[:, 0] / factor).astype(int), 0, mask.shape[1] - 1)
         on = np.flatnonzero(mask[i, j])
@@ -210,7 +207,7 @@ class THItoGene(BaseModel):
         return da.from_array(dense.reshape(self.n_genes, height, width), chunks=(self.n_genes, 1024, 1024))
 
     def _model_image(self, image, image_mpp: float):
-        """The (stain-normalised) H&E at the model's resolution: in memory up to ``IMAGE_BYTES``, else lazy."""
+        """The (stain-normalized) H&E at the model's resolution: in memory up to ``IMAGE_BYTES``, else lazy."""
         factor = image_mpp / self.microns_per_pixel
         if not math.isclose(factor, 1.0, rel_tol=0.05):
             logger.info(f"Resampling the H&E from {image_mpp:.3g} to {self.microns_per_pixel:.3g} µm/px.")

@@ -50,9 +50,9 @@ class PixNetModule(nn.Module):
     pyramid_levels
         Number of encoder levels L, 2 to 5.
     encoder_weights
-        ``None`` (random initialisation), or a torchvision-format ResNet18 checkpoint (path or state dict), loaded
+        ``None`` (random initialization), or a torchvision-format ResNet18 checkpoint (path or state dict), loaded
         strictly with :func:`~histo2st.nn.load_encoder_weights`; ImageNet weights and Ciga et al.'s histopathology
-        ResNet18 both work. Inputs must then be normalised as those weights expect
+        ResNet18 both work. Inputs must then be normalized as those weights expect
         (:func:`~histo2st.nn.normalize_images`).
     output_activation
         ``None`` (linear output) or ``"softplus"`` (non-negative output, for non-negative targets such as log1p
@@ -114,12 +114,12 @@ class PixNetModule(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Dense map ``(B, n_genes, H, W)`` of normalised float images ``(B, 3, H, W)``."""
+        """Dense map ``(B, n_genes, H, W)`` of normalized float images ``(B, 3, H, W)``."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"Expected images of shape (B, 3, H, W), got {tuple(images.shape)}.")
         if not images.is_floating_point():
             raise TypeError(
-                f"Expected normalised float images, got dtype {images.dtype}; "
+                f"Expected normalized float images, got dtype {images.dtype}; "
                 "convert uint8 RGB with `histo2st.nn.normalize_images`."
             )
         height, width = images.shape[-2:]

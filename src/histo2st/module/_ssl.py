@@ -24,7 +24,7 @@ class BYOLModule(nn.Module):
     ``forward(view_a, view_b)`` returns the symmetric BYOL loss: for both orders, ``2 - 2 cos(q, z')`` between the
     online prediction ``q`` of one view and the target projection ``z'`` of the other, averaged (0 when they agree,
     at most 4). The target network (encoder and projector) gets no gradient; :meth:`update_target` moves it towards
-    the online network after each optimiser step. The representation is the global average of the encoder's last
+    the online network after each optimizer step. The representation is the global average of the encoder's last
     feature map (512 channels); after pretraining only :attr:`encoder` is kept.
 
     Parameters
@@ -44,7 +44,7 @@ class BYOLModule(nn.Module):
         self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
 
     def represent(self, images: torch.Tensor) -> torch.Tensor:
-        """Online representation ``(B, 512)`` of normalised images ``(B, 3, H, W)``."""
+        """Online representation ``(B, 512)`` of normalized images ``(B, 3, H, W)``."""
         return _pool(self.encoder, images)
 
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> torch.Tensor:

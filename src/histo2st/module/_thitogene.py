@@ -15,7 +15,7 @@ class THItoGeneModule(nn.Module):
     ``route_dim``, a ViT over the window's spots with x/y grid position embeddings concatenated to the capsules,
     a GAT over the spot graph and an MLP head (``Linear, ReLU, LayerNorm, Linear``), as in the reference.
 
-    The network predicts log-normalised expression and is trained, as in the reference, with the MSE against it
+    The network predicts log-normalized expression and is trained, as in the reference, with the MSE against it
     (:func:`torch.nn.functional.mse_loss`); the reference uses Adam with learning rate 1e-5.
 
     Parameters
@@ -42,8 +42,8 @@ class THItoGeneModule(nn.Module):
 
     Notes
     -----
-    Batch norm in ODConv's attention and in the capsule encoder normalises over the spots of a forward call, so in
-    training a window needs at least two spots. Inputs are expected as normalised floats (e.g. RGB in [0, 1]); the
+    Batch norm in ODConv's attention and in the capsule encoder normalizes over the spots of a forward call, so in
+    training a window needs at least two spots. Inputs are expected as normalized floats (e.g. RGB in [0, 1]); the
     reference fed raw 0-255 values.
     """
 
@@ -98,7 +98,7 @@ class THItoGeneModule(nn.Module):
         Parameters
         ----------
         patches
-            ``(N, 3, p, p)`` or ``(B, N, 3, p, p)`` float patches centred on the spots, ``p = patch_px``.
+            ``(N, 3, p, p)`` or ``(B, N, 3, p, p)`` float patches centerd on the spots, ``p = patch_px``.
         grid_xy
             ``(N, 2)`` or ``(B, N, 2)`` integer grid coordinates ``(x, y)`` of the spots, from 0.
         adjacency
@@ -109,7 +109,7 @@ class THItoGeneModule(nn.Module):
 
         Returns
         -------
-        ``(N, n_genes)`` or ``(B, N, n_genes)`` predicted log-normalised expression.
+        ``(N, n_genes)`` or ``(B, N, n_genes)`` predicted log-normalized expression.
         """
         unbatched = patches.ndim == 4
         if unbatched:

@@ -66,7 +66,7 @@ def pixnet_loss(
     pred_spots
         ``(n_spots, n_genes)`` predictions aggregated over the measured spots.
     target_spots
-        ``(n_spots, n_genes)`` measured (normalised) expression.
+        ``(n_spots, n_genes)`` measured (normalized) expression.
     lam
         Weight of the correlation term; 0.5 in the paper.
     eps

@@ -40,7 +40,7 @@ class ODConvAttention(nn.Module):
 
     Notes
     -----
-    The batch norm after the reduction layer normalises over the samples of a batch, so training needs at least
+    The batch norm after the reduction layer normalizes over the samples of a batch, so training needs at least
     two samples per batch (two spots per window), as in the reference.
     """
 
@@ -66,7 +66,7 @@ class ODConvAttention(nn.Module):
         self.spatial_head = nn.Linear(hidden, kernel_size * kernel_size)
         self.kernel_head = nn.Linear(hidden, kernel_num)
         for module in (self.fc, self.channel_head, self.filter_head, self.spatial_head, self.kernel_head):
-            # ODConv initialises its 1x1 convolutions with Kaiming (fan_out) weights and zero biases, so every
+            # ODConv initializes its 1x1 convolutions with Kaiming (fan_out) weights and zero biases, so every
             # attention starts near sigmoid(0) = 0.5 and the kernel mixture near uniform.
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:

@@ -21,8 +21,8 @@ class DFFN(nn.Module):
     feed-forward block, hidden width 512"): the first layer is 3 x 3 because the stride-2 transposed convolutions
     before it mix no information across their 2 x 2 output blocks, so a purely 1 x 1 decoder would give blocky maps;
     the second is 1 x 1 to halve the cost, which dominates the whole network at fine levels. The residual connection
-    keeps the block near identity at initialisation, as in transformer feed-forward blocks, so the skip features
-    reach the output from the first step. No normalisation: training batches of a few crops make batch statistics
+    keeps the block near identity at initialization, as in transformer feed-forward blocks, so the skip features
+    reach the output from the first step. No normalization: training batches of a few crops make batch statistics
     noisy.
 
     Parameters
@@ -47,7 +47,7 @@ class DecoderStage(nn.Module):
     """One decoder stage: ``DFFN(Dconv(d) + delta * skip)``.
 
     ``Dconv`` is a transposed convolution with kernel 2 and stride 2 (exact 2x upsampling without the uneven
-    overlaps of larger kernels); ``delta`` is a learnable scalar weighting the encoder skip feature, initialised to 1
+    overlaps of larger kernels); ``delta`` is a learnable scalar weighting the encoder skip feature, initialized to 1
     (a plain additive U-Net skip).
 
     Parameters

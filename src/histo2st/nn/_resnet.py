@@ -55,7 +55,7 @@ def normalize_images(images: torch.Tensor, *, mean=IMAGENET_MEAN, std=IMAGENET_S
     if images.dtype != torch.uint8:
         raise TypeError(
             f"`normalize_images` expects uint8 RGB images (0-255), got dtype {images.dtype}. "
-            "Convert with `images.to(torch.uint8)` if they are 0-255 integers, or normalise float images yourself."
+            "Convert with `images.to(torch.uint8)` if they are 0-255 integers, or normalize float images yourself."
         )
     if images.ndim not in (3, 4) or images.shape[-3] != 3:
         raise ValueError(f"Expected images of shape (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}.")
@@ -107,7 +107,7 @@ class ResNet18(nn.Module):
     Notes
     -----
     ``forward`` returns classifier logits like torchvision; ``forward_pyramid`` returns the feature pyramid.
-    Weights are initialised as in torchvision (Kaiming normal convolutions, unit batch-norm scales).
+    Weights are initialized as in torchvision (Kaiming normal convolutions, unit batch-norm scales).
     """
 
     def __init__(self, num_classes: int | None = 1000, *, levels: int = 5) -> None:

@@ -13,7 +13,7 @@ from .._kernels._spans import circle_spans
 def spot_pixel_index(shape: tuple[int, int, int], batch_index, centers, radii) -> tuple[np.ndarray, np.ndarray]:
     """Flat pixel indices of circles in a batch of ``(B, H, W)`` maps, with the same rule as the numba kernels.
 
-    Pixel ``(i, j)`` of map ``b`` belongs to a spot of that map when its centre ``(j + .5, i + .5)`` is within the
+    Pixel ``(i, j)`` of map ``b`` belongs to a spot of that map when its center ``(j + .5, i + .5)`` is within the
     spot's radius. Pixels outside the map are dropped (a spot cut by the crop edge keeps its pixels inside). Cheap
     enough to run in a data loader worker, so the training step only gathers.
 
@@ -24,7 +24,7 @@ def spot_pixel_index(shape: tuple[int, int, int], batch_index, centers, radii) -
     batch_index
         ``(K,)`` map of each spot.
     centers, radii
-        ``(K, 2)`` centres ``(x, y)`` and ``(K,)`` radii in the map's pixels.
+        ``(K, 2)`` centers ``(x, y)`` and ``(K,)`` radii in the map's pixels.
 
     Returns
     -------
@@ -67,7 +67,7 @@ def spot_pool(
     maps
         ``(B, C, H, W)`` predicted maps (any float dtype and device).
     batch_index, centers, radii
-        Spots: map index ``(K,)``, centres ``(K, 2)`` ``(x, y)`` and radii ``(K,)`` in that map's pixels.
+        Spots: map index ``(K,)``, centers ``(K, 2)`` ``(x, y)`` and radii ``(K,)`` in that map's pixels.
     index
         ``(pixels, spots)`` from :func:`spot_pixel_index`, instead of the spots (then pass ``n_spots``).
     n_spots

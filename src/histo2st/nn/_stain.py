@@ -1,4 +1,4 @@
-"""H&E colour in optical density: Ruifrok-Johnston stain separation, stain perturbation and blur on torch batches.
+"""H&E color in optical density: Ruifrok-Johnston stain separation, stain perturbation and blur on torch batches.
 
 The transforms follow :func:`skimage.color.rgb2hed` / :func:`skimage.color.hed2rgb` exactly (same matrix, same
 ``1e-6`` floor and log scaling), on ``(b, 3, h, w)`` float batches on any device, so augmentation runs on the training

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 
 from .._constants import ATTRS_KEY
+from .._docs import PLOT_DOC, doc_params
 from ._figure import finish, panel_grid
 
 SCORE_COLUMNS = ("section", "gene", "pcc")
 
 
+@doc_params(plot_output=PLOT_DOC)
 def gene_correlation(
     data,
     *,
@@ -51,12 +53,7 @@ def gene_correlation(
         Size of a new figure in inches.
     ax
         Axes to draw into.
-    show
-        Show the figure; default when it is neither saved nor returned.
-    save
-        Write the figure to this path (``.png``, ``.pdf``, ...), creating parent folders.
-    return_fig
-        Return the figure.
+    {plot_output}
 
     Returns
     -------

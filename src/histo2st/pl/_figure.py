@@ -63,7 +63,7 @@ def finish(fig, axes, *, show: bool | None, save, return_fig: bool):
 
 
 def value_range(arrays, vmin: float | None, vmax: float | None) -> tuple[float | None, float | None]:
-    """Colour range over the finite values of ``arrays``, where ``vmin``/``vmax`` are not given."""
+    """Color range over the finite values of ``arrays``, where ``vmin``/``vmax`` are not given."""
     values = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
     values = values[np.isfinite(values)]
     if values.size == 0:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .._docs import PLOT_DOC, doc_params
 from ._figure import finish, panel_grid
 
 #: Axis labels of the metrics a histo2st trainer records.
@@ -17,6 +18,7 @@ METRIC_LABELS = {
 }
 
 
+@doc_params(plot_output=PLOT_DOC)
 def history(
     model_or_history,
     *,
@@ -41,12 +43,7 @@ def history(
         Size of one panel in inches.
     ax
         Axes to draw into, one per metric.
-    show
-        Show the figure; default when it is neither saved nor returned.
-    save
-        Write the figure to this path (``.png``, ``.pdf``, ...), creating parent folders.
-    return_fig
-        Return the figure.
+    {plot_output}
 
     Returns
     -------
@@ -82,7 +79,8 @@ def history(
 
 def _series(model_or_history) -> list[tuple[str | None, Sequence[Mapping]]]:
     """``(label, history)`` pairs: one per member of an ensemble (labelled by seed), else one without a label."""
-    if hasattr(model_or_history, "members"):
+    # a seed ensemble has seeds (every model has `members`, a single one only itself)
+    if hasattr(model_or_history, "seeds"):
         pairs = [(f"seed {seed}", member.history) for member, seed in
                  zip(model_or_history.members, model_or_history.seeds, strict=True)]  # fmt: skip
     else:

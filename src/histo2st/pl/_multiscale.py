@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._constants import MICRONS_CS, PRED_KEY, TRUTH_KEY
 from .._core._aggregate_arrays import aggregate_array
+from .._docs import PLOT_DOC, doc_params
 from ._figure import finish, panel_grid, value_range
 from ._planes import affine, channel_names, full_resolution, sample_keys
 from ._units import normalize_counts, normalize_params, prediction_params, truth_params, units_label
 
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
+
+@doc_params(plot_output=PLOT_DOC)
 def multiscale(
-    sdata,
+    sdata: SpatialData,
     gene: str,
     *,
     pred_key: str = PRED_KEY,
@@ -37,7 +43,7 @@ def multiscale(
     The bins tile the field from its top-left corner (where the prediction and the truth overlap), as Visium HD bins
     do, and each bin is the area-weighted mean of the map over it (:func:`histo2st.tl.aggregate_array`), so bins
     smaller than a map pixel work; NaN pixels (off tissue) are left out of the mean. A second row shows the truth
-    when the sample has one (synthetic tissue). All panels share one colour scale.
+    when the sample has one (synthetic tissue). All panels share one color scale.
 
     Parameters
     ----------
@@ -52,7 +58,7 @@ def multiscale(
     bins_um
         Bin edges in µm, one panel each.
     normalize_truth
-        The truth holds counts (synthetic tissue): library-size normalise each truth bin over all truth channels and
+        The truth holds counts (synthetic tissue): library-size normalize each truth bin over all truth channels and
         ``log1p`` it like the measured table, so that it is on the predictions' scale. ``False`` shows the mean of the
         truth over each bin as it is.
     max_px
@@ -60,17 +66,12 @@ def multiscale(
     cmap
         Colormap; NaN bins (off tissue for maps with NaN there) are transparent.
     vmin, vmax
-        Colour range shared by all panels; default the range of all bins.
+        Color range shared by all panels; default the range of all bins.
     panel_size
         Side of one panel in inches.
     ax
         Axes to draw into, one per panel (sizes along a row, prediction then truth).
-    show
-        Show the figure; default when it is neither saved nor returned.
-    save
-        Write the figure to this path (``.png``, ``.pdf``, ...), creating parent folders.
-    return_fig
-        Return the figure.
+    {plot_output}
 
     Returns
     -------
@@ -112,13 +113,13 @@ def multiscale(
     for label, key in maps:
         element = full_resolution(sdata.images[key])
         gene_index = channel_names(sdata.images[key]).index(gene)
-        normalise = label == "truth" and normalize_truth
+        normalize = label == "truth" and normalize_truth
         um_per_px, tx, ty = geometry[key][:3]
         row = []
         for size in bins_um:
             origins, shape, extent = _bin_grid(x0, y0, x1, y1, size, max_px)
             local = (origins - [tx, ty]) / um_per_px
-            if normalise:
+            if normalize:
                 counts = aggregate_array(element.data, origins=local, size=size / um_per_px, agg="sum").values
                 column = normalize_counts(counts.T, gene_index, truth_params(measured))
             else:

@@ -72,7 +72,7 @@ def read_plane(element, *, name: str, channels=None, max_px: int, coordinate_sys
     """Read an image element at no more than ``max_px`` pixels per side.
 
     The finest pyramid level that fits in ``max_px`` is used (else the coarsest level), then every ``step``-th pixel
-    of it, sampled at the centre of each ``step x step`` block. Only those pixels are computed, never the
+    of it, sampled at the center of each ``step x step`` block. Only those pixels are computed, never the
     full-resolution array.
 
     Parameters

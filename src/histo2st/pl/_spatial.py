@@ -5,14 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._constants import ATTRS_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY, TRUTH_KEY
+from .._docs import PLOT_DOC, doc_params
 from .._logging import logger
 from ._figure import finish, panel_grid, value_range
 from ._planes import affine, channel_names, read_plane, sample_keys
 from ._units import normalize_counts, normalize_params, prediction_params, truth_params, units_label
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
 #: Panel kinds, and what each value of ``source`` draws.
 PANELS = ("pred", "truth", "spots")
@@ -46,8 +51,9 @@ class _Layer:
         return left + cols.min() * dx, left + (cols.max() + 1) * dx, top + (rows.max() + 1) * dy, top + rows.min() * dy
 
 
+@doc_params(plot_output=PLOT_DOC)
 def spatial_gene(
-    sdata,
+    sdata: SpatialData,
     genes: str | Sequence[str],
     *,
     source: str | Sequence[str] = "auto",
@@ -74,7 +80,7 @@ def spatial_gene(
     that fits, else every k-th pixel), so a whole slide backed by a zarr store plots in seconds and the
     full-resolution map is never computed. The predicted map is aligned to the H&E by the scale transformations of
     both elements, so a map coarser than the H&E lands in place. NaN (off tissue) is transparent, and the view is
-    cropped to what is drawn (the tissue). Panels of a row that show the same units share one colour scale.
+    cropped to what is drawn (the tissue). Panels of a row that show the same units share one color scale.
 
     Parameters
     ----------
@@ -97,7 +103,7 @@ def spatial_gene(
         from ``f"{truth_key}_square_{spot_um}um"`` when that exists. Without such a table the dense map is shown,
         with a warning. Circular bins are drawn as the squares of their lattice.
     normalize_truth
-        The truth holds counts (synthetic tissue: expected UMI per pixel); library-size normalise every plotted pixel
+        The truth holds counts (synthetic tissue: expected UMI per pixel); library-size normalize every plotted pixel
         or bin over all truth channels and ``log1p`` it like the measured table (:func:`histo2st.pp.normalize`), so
         that it is on the predictions' scale. Pass ``False`` when the truth is already on that scale.
     coordinate_system
@@ -109,17 +115,12 @@ def spatial_gene(
     alpha
         Opacity of the expression over the H&E.
     vmin, vmax
-        Colour range; default the range of the values of each row.
+        Color range; default the range of the values of each row.
     panel_size
         Side of one panel in inches.
     ax
         Axes to draw into: one per panel (a single Axes for one gene and one source).
-    show
-        Show the figure; default when it is neither saved nor returned.
-    save
-        Write the figure to this path (``.png``, ``.pdf``, ...), creating parent folders.
-    return_fig
-        Return the figure.
+    {plot_output}
 
     Returns
     -------
@@ -321,7 +322,7 @@ class _Reader:
         return _Layer(title, units, grid, extent=(x0 * sx + tx, x1 * sx + tx, y1 * sy + ty, y0 * sy + ty))
 
     def global_to(self) -> tuple[float, float, float, float]:
-        """Scale and translation from H&E pixels (``"global"``, where tables keep centres) to the plot's system."""
+        """Scale and translation from H&E pixels (``"global"``, where tables keep centers) to the plot's system."""
         image_key = self.keys[0]
         if image_key not in self.sdata.images:
             return 1.0, 1.0, 0.0, 0.0

@@ -6,25 +6,25 @@ import numpy as np
 
 from .._constants import ATTRS_KEY
 
-#: Used for the truth when the measured table was normalised to the median library size (the truth has none).
+#: Used for the truth when the measured table was normalized to the median library size (the truth has none).
 DEFAULT_TARGET_SUM = 1e4
 _NAMED_TARGETS = {1e4: "CP10k", 1e6: "CPM"}
 
 
 def normalize_params(table) -> dict | None:
-    """What :func:`histo2st.pp.normalize` recorded in a table, or ``None`` when it was not normalised."""
+    """What :func:`histo2st.pp.normalize` recorded in a table, or ``None`` when it was not normalized."""
     return table.uns.get(ATTRS_KEY, {}).get("normalize") if table is not None else None
 
 
 def prediction_params(sdata, pred_key: str, table_key: str) -> dict | None:
-    """Normalisation of the targets a prediction was trained on (model card), else of the measured table."""
+    """Normalization of the targets a prediction was trained on (model card), else of the measured table."""
     spots = sdata.tables.get(f"{pred_key}_spots")
     card = spots.uns.get(ATTRS_KEY, {}).get("model", {}) if spots is not None else {}
     return card.get("normalization") or normalize_params(sdata.tables.get(table_key))
 
 
 def units_label(params: dict | None, *, default: str) -> str:
-    """``"log1p(CP10k)"`` and the like, from normalisation parameters; ``default`` when there are none."""
+    """``"log1p(CP10k)"`` and the like, from normalization parameters; ``default`` when there are none."""
     if not params:
         return default
     target = params.get("target_sum")
@@ -44,7 +44,7 @@ def truth_params(params: dict | None) -> dict:
 
 
 def normalize_counts(counts: np.ndarray, gene_index: int, params: dict) -> np.ndarray:
-    """Library-size normalise ``(genes, ...)`` counts over all genes and return one gene's values (log1p if asked).
+    """Library-size normalize ``(genes, ...)`` counts over all genes and return one gene's values (log1p if asked).
 
     Where the library is empty (glass, between cells) the value is NaN, so it is drawn transparent.
     """

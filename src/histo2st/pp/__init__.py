@@ -1,6 +1,6 @@
-"""Preprocessing (``st.pp``): normalisation and gene selection, scanpy conventions."""
+"""Preprocessing (``st.pp``): normalization and gene selection, scanpy conventions."""
 
 from ._normalize import normalize
-from ._select_genes import GeneSelection, select_genes
+from ._select_genes import select_genes
 
-__all__ = ["GeneSelection", "normalize", "select_genes"]
+__all__ = ["normalize", "select_genes"]

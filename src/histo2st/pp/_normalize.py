@@ -1,9 +1,10 @@
-"""Library-size normalisation and log1p of the spot tables, always recomputed from the raw counts."""
+"""Library-size normalization and log1p of the spot tables, always recomputed from the raw counts."""
 
 from __future__ import annotations
 
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,42 +13,47 @@ from .._constants import ATTRS_KEY, COUNTS_LAYER
 from .._logging import log_added, logger
 from ._tables import histo2st_uns, samples_for_update, spot_table_keys, subset_spots
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from spatialdata import SpatialData
+
 
 def normalize(
-    data,
+    sdata: SpatialData | Sequence[SpatialData] | Mapping[str, SpatialData],
     *,
     target_sum: float | None = 1e4,
     log: bool = True,
     table_key: str | None = None,
     copy: bool = False,
 ):
-    """Normalise each spot to ``target_sum`` total counts over all genes, then ``log1p``.
+    """Normalize each spot to ``target_sum`` total counts over all genes, then ``log1p``.
 
     ``X`` is always recomputed from the raw counts in ``layers["counts"]``, which are never modified, so calling the
     function again (for example with another ``target_sum``) gives the same result as calling it once, never a
-    doubly logged matrix. Spots without any count cannot be normalised: they are removed from the table and from the
+    doubly logged matrix. Spots without any count cannot be normalized: they are removed from the table and from the
     shapes it annotates, with a warning giving their number. Uses :func:`scanpy.pp.normalize_total` and
     :func:`scanpy.pp.log1p`.
 
     Parameters
     ----------
-    data
+    sdata
         One sample (:class:`spatialdata.SpatialData`), or several as a dict ``{name: sdata}`` or a list.
     target_sum
-        Total counts of every spot after normalisation; ``None`` uses the median library size of each sample.
+        Total counts of every spot after normalization; ``None`` uses the median library size of each sample.
     log
         Apply ``log1p`` (natural logarithm) after scaling.
     table_key
-        Table to normalise; default is the sample's spot table (``attrs["histo2st"]["table_key"]``).
+        Table to normalize; default is the sample's spot table (``attrs["histo2st"]["table_key"]``).
     copy
-        Return normalised copies instead of modifying ``data``.
+        Return normalized copies instead of modifying ``sdata``.
 
     Returns
     -------
     None or the copies
-        ``None``, or with ``copy=True`` the normalised copies, in the form ``data`` was given. In each sample's table:
+        ``None``, or with ``copy=True`` the normalized copies, in the form ``sdata`` was given. In each sample's table:
     ``table.X``
-        Normalised (and log1p-transformed) expression, float32, same sparsity as ``layers["counts"]``.
+        Normalized (and log1p-transformed) expression, float32, same sparsity as ``layers["counts"]``.
     ``table.obs["total_counts"]``
         Library size over all genes, from ``layers["counts"]``.
     ``table.uns["histo2st"]["normalize"]``
@@ -66,7 +72,7 @@ def normalize(
     if target_sum is not None and not (np.isfinite(target_sum) and target_sum > 0):
         raise ValueError(f"`target_sum` must be a positive number or None (median library size), got {target_sum!r}.")
     start = time.perf_counter()
-    samples, result = samples_for_update(data, copy)
+    samples, result = samples_for_update(sdata, copy)
     for name, sdata in samples.items():
         key, shapes_key = spot_table_keys(sdata, name, table_key)
         table = sdata.tables[key]
@@ -75,17 +81,17 @@ def normalize(
         if selection.get("subset"):
             raise ValueError(
                 f"Table '{key}' of sample '{name}' was already restricted to {table.n_vars} selected genes, so library "
-                "sizes over all genes can no longer be computed. Normalise before `st.pp.select_genes`, reloading "
+                "sizes over all genes can no longer be computed. Normalize before `st.pp.select_genes`, reloading "
                 "the sample if needed."
             )
         library = np.asarray(counts.sum(axis=1)).ravel()
         empty = library == 0
         if empty.all():
-            raise ValueError(f"All {table.n_obs} spots of sample '{name}' have zero counts; nothing to normalise.")
+            raise ValueError(f"All {table.n_obs} spots of sample '{name}' have zero counts; nothing to normalize.")
         if empty.any():
             warnings.warn(
                 f"Sample '{name}': removing {int(empty.sum())} of {table.n_obs} spots with zero counts (they cannot "
-                f"be normalised) from table '{key}' and shapes '{shapes_key}'.",
+                f"be normalized) from table '{key}' and shapes '{shapes_key}'.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -106,7 +112,7 @@ def normalize(
             "layer": COUNTS_LAYER,
             "n_spots_removed": int(empty.sum()),
         }
-        logger.debug(f"Sample '{name}': normalised {table.n_obs} spots x {table.n_vars} genes.")
+        logger.debug(f"Sample '{name}': normalized {table.n_obs} spots x {table.n_vars} genes.")
     keys = ["X", 'obs["total_counts"]', 'uns["histo2st"]["normalize"]'] + (['uns["log1p"]'] if log else [])
     log_added(f"table of {len(samples)} sample(s)", keys, start)
     return result
@@ -131,6 +137,6 @@ def _raw_counts(table, name: str, key: str):
     if n_neg:
         raise ValueError(
             f"layers['{COUNTS_LAYER}'] of table '{key}' (sample '{name}') contains {n_neg} negative values; raw counts "
-            "must be >= 0. Store raw UMI counts there, not normalised or scaled values."
+            "must be >= 0. Store raw UMI counts there, not normalized or scaled values."
         )
     return counts

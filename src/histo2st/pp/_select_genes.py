@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
@@ -15,32 +15,18 @@ from .._constants import ATTRS_KEY
 from .._logging import log_added, logger
 from ._tables import histo2st_uns, samples_for_update, spot_table_keys
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from spatialdata import SpatialData
+
 METHODS = ("mean", "hvg")
 LIST_SUFFIXES = (".npy", ".txt")
 MISSING = ("raise", "drop")
 
 
-@dataclass(frozen=True)
-class GeneSelection:
-    """What :func:`select_genes` chose and what it left out.
-
-    Attributes
-    ----------
-    genes
-        The selected genes, in rank order (highest mean or most variable first; list order for a fixed list).
-    not_in_all
-        Per sample, its genes that are missing from at least one other sample and so could not be selected.
-    absent
-        Genes of a fixed list that are not measured in every sample (dropped with ``missing="drop"``).
-    """
-
-    genes: list[str]
-    not_in_all: dict[str, list[str]] = field(default_factory=dict)
-    absent: list[str] = field(default_factory=list)
-
-
 def select_genes(
-    data,
+    sdata: SpatialData | Sequence[SpatialData] | Mapping[str, SpatialData],
     *,
     n_top: int = 250,
     method: str | Path | Iterable[str] = "mean",
@@ -56,18 +42,18 @@ def select_genes(
 
     Parameters
     ----------
-    data
+    sdata
         One sample (:class:`spatialdata.SpatialData`), or several as a dict ``{name: sdata}`` or a list. Several
         samples get one common selection.
     n_top
         Number of genes to keep for ``"mean"`` and ``"hvg"``; ignored for a fixed list (all its genes are kept).
     method
-        - ``"mean"``: the PixNet protocol, the ``n_top`` genes with the highest mean normalised expression
+        - ``"mean"``: the PixNet protocol, the ``n_top`` genes with the highest mean normalized expression
           (``table.X`` after :func:`histo2st.pp.normalize`). With several samples the mean is taken over all
           their spots pooled, so larger sections weigh more.
-        - ``"hvg"``: :func:`scanpy.pp.highly_variable_genes` with ``flavor="seurat"`` on the log-normalised ``X``
+        - ``"hvg"``: :func:`scanpy.pp.highly_variable_genes` with ``flavor="seurat"`` on the log-normalized ``X``
           (the flavour that needs neither raw counts nor extra packages). With several samples ``batch_key`` is the
-          sample, so genes variable within many samples rank first, then the higher normalised dispersion. Exactly
+          sample, so genes variable within many samples rank first, then the higher normalized dispersion. Exactly
           ``n_top`` genes are kept: where scanpy marks extra genes tied at the cut-off, the first in gene order win.
         - a list of gene names, or a path to a ``.npy`` (array of names, loaded without pickle) or ``.txt``
           (one name per line) file, such as THItoGene's ``her_hvg_cut_1000.npy``. The order of the list is kept.
@@ -83,13 +69,12 @@ def select_genes(
     table_key
         Table to use; default is each sample's spot table (``attrs["histo2st"]["table_key"]``).
     copy
-        Work on copies and return them instead of modifying ``data``.
+        Work on copies and return them instead of modifying ``sdata``.
 
     Returns
     -------
-    GeneSelection or the copies
-        With ``copy=False`` a :class:`GeneSelection` (selected genes, genes not common to all samples, absent listed
-        genes); with ``copy=True`` the modified copies, in the form ``data`` was given. In each sample's table:
+    ``None`` (in place, like scanpy); with ``copy=True`` the modified copies, in the form ``sdata`` was given. In
+    each sample's table:
     ``table``
         Subset to the selected genes, in rank order (``subset=True``).
     ``table.var[key_added]``
@@ -112,7 +97,7 @@ def select_genes(
     if listed is None and (not isinstance(n_top, int | np.integer) or n_top < 1):
         raise ValueError(f"`n_top` must be a positive int, got {n_top!r}.")
     start = time.perf_counter()
-    samples, result = samples_for_update(data, copy)
+    samples, result = samples_for_update(sdata, copy)
     keys = {name: spot_table_keys(sdata, name, table_key)[0] for name, sdata in samples.items()}
     tables = {name: samples[name].tables[key] for name, key in keys.items()}
 
@@ -166,7 +151,7 @@ def select_genes(
         }
     written = (["var (subset)"] if subset else [f'var["{key_added}"]']) + ['uns["histo2st"]["select_genes"]']
     log_added(f"table of {len(samples)} sample(s), {len(genes)} genes by '{method_name}'", written, start)
-    return result if copy else GeneSelection(genes=list(genes), not_in_all=not_in_all, absent=absent)
+    return result
 
 
 def _gene_list(method) -> list[str] | None:
@@ -241,13 +226,13 @@ def _require_normalized(tables: dict, method: str) -> None:
         params = table.uns.get(ATTRS_KEY, {}).get("normalize")
         if params is None:
             raise ValueError(
-                f"Method '{method}' ranks normalised expression, but the table of sample '{name}' is not normalised. "
-                "Call `st.pp.normalize(data)` first."
+                f"Method '{method}' ranks normalized expression, but the table of sample '{name}' is not normalized. "
+                "Call `st.pp.normalize(sdata)` first."
             )
         if method == "hvg" and not params["log"]:
             raise ValueError(
-                f"Method 'hvg' needs log-normalised expression, but sample '{name}' was normalised with `log=False`. "
-                "Call `st.pp.normalize(data, log=True)` first."
+                f"Method 'hvg' needs log-normalized expression, but sample '{name}' was normalized with `log=False`. "
+                "Call `st.pp.normalize(sdata, log=True)` first."
             )
 
 
@@ -270,7 +255,7 @@ def _top_hvg(tables: dict, common: pd.Index, n_top: int) -> list[str]:
         label="sample",
         index_unique="-",
     )
-    pooled.uns["log1p"] = {"base": None}  # X is log1p-normalised (checked above); tells scanpy not to warn
+    pooled.uns["log1p"] = {"base": None}  # X is log1p-normalized (checked above); tells scanpy not to warn
     batch_key = "sample" if len(tables) > 1 else None
     stats = sc.pp.highly_variable_genes(pooled, n_top_genes=n_top, flavor="seurat", batch_key=batch_key, inplace=False)
     chosen = stats[stats["highly_variable"]]

@@ -1,7 +1,7 @@
-"""Macenko stain normalisation of H&E tiles (numpy): fit on a reference, re-stain other slides to look like it.
+"""Macenko stain normalization of H&E tiles (numpy): fit on a reference, re-stain other slides to look like it.
 
 squidpy (>= 1.8, experimental) has a Macenko fit, but only on SpatialData elements with a tissue label element, and
-its normalisation changes the stain colours without rescaling the stain amounts; histo2st also supports squidpy
+its normalization changes the stain colors without rescaling the stain amounts; histo2st also supports squidpy
 releases without it. scikit-image only has the fixed Ruifrok-Johnston deconvolution (``rgb2hed``). The method is
 short, so it is written here in numpy (Macenko et al., ISBI 2009) and checked against squidpy's fit in the tests.
 """
@@ -17,7 +17,7 @@ import numpy as np
 CANONICAL_HE = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]]) / np.linalg.norm(
     [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]], axis=1, keepdims=True
 )
-#: Stain normalisations a model can apply to its inputs (its ``stain_normalization`` hyperparameter).
+#: Stain normalizations a model can apply to its inputs (its ``stain_normalization`` hyperparameter).
 STAIN_METHODS = ("macenko",)
 #: Spacing in µm of the pixels a slide's stains are estimated on.
 SAMPLE_UM = 8.0
@@ -27,15 +27,15 @@ MIN_SAMPLE_PIXELS = 2**16
 MAX_SAMPLE_SIDE = 2048
 #: Fewest stained tissue pixels a slide's stains are estimated from.
 MIN_STAINED_PIXELS = 500
-#: Block edge when normalising an image held in memory.
+#: Block edge when normalizing an image held in memory.
 BLOCK_PX = 1024
 
 
 class MacenkoNormalizer:
-    """Stain normalisation after Macenko et al. (2009), for ``(3, h, w)`` uint8 RGB images.
+    """Stain normalization after Macenko et al. (2009), for ``(3, h, w)`` uint8 RGB images.
 
     :meth:`fit` finds the hematoxylin and eosin optical-density (OD) vectors of a reference image and the 99th
-    percentile of each stain's amount. :meth:`transform` finds the same for the image to normalise (or takes them
+    percentile of each stain's amount. :meth:`transform` finds the same for the image to normalize (or takes them
     from ``source``, e.g. estimated once on a whole slide, so every tile of it is treated alike), unmixes its pixels
     into stain amounts, scales each stain's amounts to the reference's percentile and remixes them with the
     reference's vectors.
@@ -91,7 +91,7 @@ class MacenkoNormalizer:
         """:meth:`stains` of a whole slide from its tissue pixels ``(3, n)`` (:func:`tissue_pixels`).
 
         Raises a ``ValueError`` naming the slide when fewer than :data:`MIN_STAINED_PIXELS` of them are stained:
-        a handful of pixels gives arbitrary stain vectors, which would silently re-colour the whole slide.
+        a handful of pixels gives arbitrary stain vectors, which would silently re-color the whole slide.
         """
         image = np.asarray(pixels)[:, None, :]
         stained = int(np.all(self._od(image) >= self.beta, axis=1).sum())
@@ -115,17 +115,17 @@ class MacenkoNormalizer:
         Parameters
         ----------
         rgb
-            Image to normalise.
+            Image to normalize.
         source
             Its stain vectors and amounts from :meth:`stains`; default: estimated on ``rgb`` itself. Estimate them
-            once on a whole slide (a downsampled copy is enough) so that all its tiles are normalised alike.
+            once on a whole slide (a downsampled copy is enough) so that all its tiles are normalized alike.
 
         Returns
         -------
         ``(3, h, w)`` uint8.
         """
         if self.stain_matrix is None:
-            raise RuntimeError("The normaliser is not fitted; call `fit(reference_rgb)` first.")
+            raise RuntimeError("The normalizer is not fitted; call `fit(reference_rgb)` first.")
         matrix, maxima = self.stains(rgb) if source is None else source
         od = self._od(rgb)
         # the least-squares unmixing of every pixel; one pseudo-inverse is ~20x faster than `lstsq` per block
@@ -147,9 +147,9 @@ class MacenkoNormalizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> MacenkoNormalizer:
-        """Rebuild a normaliser written by :meth:`to_dict`."""
+        """Rebuild a normalizer written by :meth:`to_dict`."""
         if data.get("method") != "macenko":
-            raise ValueError(f"Not a Macenko normaliser: method {data.get('method')!r}.")
+            raise ValueError(f"Not a Macenko normalizer: method {data.get('method')!r}.")
         norm = cls(alpha=data["alpha"], beta=data["beta"], background=data["background"])
         if data["stain_matrix"] is not None:
             norm.stain_matrix = np.asarray(data["stain_matrix"], dtype=np.float64)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -12,9 +13,12 @@ from .._core._aggregate_arrays import TILE_BYTES, aggregate_array
 from .._core._tissue import tissue_mask as he_tissue_mask
 from .._logging import log_added
 
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
 
 def aggregate(
-    sdata,
+    sdata: SpatialData,
     image_key: str,
     *,
     shapes_key: str | None = None,
@@ -32,7 +36,7 @@ def aggregate(
     Either over existing circles (``shapes_key``) or over a new grid of ``spot_um`` bins covering the tissue: square
     bins of edge ``spot_um`` as in Visium HD, or circles of diameter ``spot_um`` on a square lattice of that pitch.
     The map is read tile by tile, so a lazy map larger than memory works; see :func:`aggregate_array` for the rules
-    (pixel-centre rule for circles, exact area weights for squares, clipping at the map's edge). NaN pixels (a map
+    (pixel-center rule for circles, exact area weights for squares, clipping at the map's edge). NaN pixels (a map
     predicted only on tissue) have no value: they are skipped, and a spot that covers none with a value gets NaN.
 
     Parameters
@@ -70,92 +74,40 @@ def aggregate(
     ``sdata.tables[key_added]``
         AnnData, one row per spot: ``X`` the aggregated values (float32), ``var_names`` the image's channels,
         ``obs["region"]``/``obs["spot_id"]`` linking it to its shapes, ``obs["clipped"]`` (spot cut at the map's
-        edge), ``obs["area_um2"]`` (covered area of pixels with a value, not NaN), ``obsm["spatial"]`` (centres in
+        edge), ``obs["area_um2"]`` (covered area of pixels with a value, not NaN), ``obsm["spatial"]`` (centers in
         H&E pixels) and
         ``uns["histo2st"]`` the parameters.
     ``sdata.shapes[f"{key_added}_shapes"]``
         The circles or square polygons (H&E pixels), unless ``shapes_key`` is given without ``spot_um``, in which
         case the table annotates ``shapes_key``.
     """
-    from spatialdata.models import ShapesModel, TableModel
-
-    from .._core import get_scale, microns_transformations
+    from .._core import get_scale
 
     start = time.perf_counter()
     scale = get_scale(sdata)
-    if image_key not in sdata.images:
-        raise KeyError(f"No image '{image_key}' in this sample; images: {list(sdata.images)}.")
-    if shape not in ("square", "circle"):
-        raise ValueError(f"`shape` must be 'square' or 'circle', got {shape!r}.")
-    if spot_um is not None and not spot_um > 0:
-        raise ValueError(f"`spot_um` must be a positive size in µm, got {spot_um!r}.")
+    _check(sdata, image_key, shape, spot_um)
     element = sdata.images[image_key]
     image = element["scale0"].ds["image"] if hasattr(element, "children") else element
-    channels = [str(c) for c in image.coords["c"].values]
     map_scale, offset = _to_global(element, image_key)
-    height, width = image.shape[1:]
-    extent = (offset[0], offset[1], offset[0] + width * map_scale, offset[1] + height * map_scale)
-
-    if shapes_key is not None:
-        kind, xy, size_px, ids = _given_circles(sdata, shapes_key, spot_um, scale.microns_per_pixel)
-        region = shapes_key if spot_um is None else None
-    else:
-        if spot_um is None:
-            raise ValueError("Pass `spot_um=` (bin size in µm) to build a grid, or `shapes_key=` to use spots.")
-        kind = shape
-        size_px = spot_um / scale.microns_per_pixel
-        mask = _tissue(sdata, scale.image_key, tissue_mask)
-        xy = _grid(extent, size_px, mask)
-        ids = np.arange(len(xy))
-        region = None
-    if len(xy) == 0:
-        raise ValueError("No spots to aggregate over: the tissue mask is empty; pass `tissue_mask=False`.")
-
-    local = (xy - offset) / map_scale
-    if kind == "circle":
-        result = aggregate_array(image.data, centers=local, radii=size_px / 2 / map_scale, agg=agg,
+    regions = _regions(sdata, scale, image.shape[1:], map_scale, offset, shapes_key=shapes_key, spot_um=spot_um,
+                       shape=shape, tissue_mask=tissue_mask)  # fmt: skip
+    local = (regions.xy - offset) / map_scale
+    if regions.kind == "circle":
+        result = aggregate_array(image.data, centers=local, radii=regions.size_px / 2 / map_scale, agg=agg,
                                  tile_bytes=tile_bytes)  # fmt: skip
     else:
-        result = aggregate_array(image.data, origins=local - size_px / 2 / map_scale, size=size_px / map_scale,
-                                 agg=agg, tile_bytes=tile_bytes)  # fmt: skip
-
+        result = aggregate_array(image.data, origins=local - regions.size_px / 2 / map_scale,
+                                 size=regions.size_px / map_scale, agg=agg, tile_bytes=tile_bytes)  # fmt: skip
     spot_label = f"{spot_um:g}um" if spot_um is not None else None
-    key = key_added or (f"{image_key}_{shapes_key}" if shapes_key else f"{image_key}_{kind}_{spot_label}")
+    key = key_added or (f"{image_key}_{shapes_key}" if shapes_key else f"{image_key}_{regions.kind}_{spot_label}")
     shapes_name = f"{key}_shapes"
     if inplace and not overwrite and (key in sdata.tables or shapes_name in sdata.shapes):
         raise ValueError(f"'{key}' already exists in this sample; pass `overwrite=True` or another `key_added`.")
-    transformations = microns_transformations(scale.microns_per_pixel)
-    shapes = None
-    if region is None:
-        region = shapes_name
-        shapes = _shapes(kind, xy, size_px, ids, transformations, ShapesModel)
-
-    import anndata as ad
-    import pandas as pd
-
-    map_um = map_scale * scale.microns_per_pixel
-    obs = pd.DataFrame(
-        {
-            REGION_KEY: pd.Categorical([region] * len(ids)),
-            INSTANCE_KEY: ids,
-            "clipped": result.clipped,
-            "area_um2": result.area * map_um**2,
-        },
-        index=pd.Index([f"{key}_{i}" for i in ids]),
-    )
-    adata = ad.AnnData(X=result.values.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(channels)),
-                       obsm={SPATIAL_KEY: np.asarray(xy, dtype=np.float64)})  # fmt: skip
-    adata.uns[ATTRS_KEY] = {
-        "image_key": image_key,
-        "shapes_key": region,
-        "shape": kind,
-        "spot_um": float(spot_um) if spot_um is not None else float(np.median(size_px)) * scale.microns_per_pixel,
-        "agg": agg,
-        "microns_per_pixel": scale.microns_per_pixel,
-        "map_microns_per_pixel": map_um,
-        "n_clipped": int(result.clipped.sum()),
-    }
-    table = TableModel.parse(adata, region=region, region_key=REGION_KEY, instance_key=INSTANCE_KEY)
+    shapes = None if regions.region is not None else _shapes(regions, scale.microns_per_pixel)
+    region = regions.region or shapes_name
+    meta = {"image_key": image_key, "shapes_key": region, "agg": agg, "spot_um": spot_um}
+    table = _table(result, regions, key, region, [str(c) for c in image.coords["c"].values], meta,
+                   map_um=map_scale * scale.microns_per_pixel, microns_per_pixel=scale.microns_per_pixel)  # fmt: skip
     if not inplace:
         return shapes, table
     written = []
@@ -170,6 +122,77 @@ def aggregate(
     written.append(f"tables['{key}']")
     log_added("sdata", written, start)
     return None
+
+
+@dataclass(frozen=True)
+class _Regions:
+    """What to aggregate over: ``kind`` shapes centered at ``xy`` (H&E pixels) of ``size_px`` (diameter or edge).
+
+    ``region`` is the shapes element they are (given circles), or ``None`` for a new grid whose shapes are written.
+    """
+
+    kind: str
+    xy: np.ndarray
+    size_px: np.ndarray | float
+    ids: np.ndarray
+    region: str | None
+
+
+def _check(sdata, image_key: str, shape: str, spot_um) -> None:
+    if image_key not in sdata.images:
+        raise KeyError(f"No image '{image_key}' in this sample; images: {list(sdata.images)}.")
+    if shape not in ("square", "circle"):
+        raise ValueError(f"`shape` must be 'square' or 'circle', got {shape!r}.")
+    if spot_um is not None and not spot_um > 0:
+        raise ValueError(f"`spot_um` must be a positive size in µm, got {spot_um!r}.")
+
+
+def _regions(sdata, scale, map_shape, map_scale: float, offset, *, shapes_key, spot_um, shape, tissue_mask) -> _Regions:
+    """The given circles of ``shapes_key`` (resized to ``spot_um`` if given), or a grid of ``spot_um`` tissue bins."""
+    if shapes_key is not None:
+        kind, xy, size_px, ids = _given_circles(sdata, shapes_key, spot_um, scale.microns_per_pixel)
+        regions = _Regions(kind, xy, size_px, ids, shapes_key if spot_um is None else None)
+    else:
+        if spot_um is None:
+            raise ValueError("Pass `spot_um=` (bin size in µm) to build a grid, or `shapes_key=` to use spots.")
+        height, width = map_shape
+        extent = (offset[0], offset[1], offset[0] + width * map_scale, offset[1] + height * map_scale)
+        size_px = spot_um / scale.microns_per_pixel
+        xy = _grid(extent, size_px, _tissue(sdata, scale.image_key, tissue_mask))
+        regions = _Regions(shape, xy, size_px, np.arange(len(xy)), None)
+    if len(regions.xy) == 0:
+        raise ValueError("No spots to aggregate over: the tissue mask is empty; pass `tissue_mask=False`.")
+    return regions
+
+
+def _table(result, regions: _Regions, key: str, region: str, channels: list[str], meta: dict, *, map_um: float,
+           microns_per_pixel: float):  # fmt: skip
+    """The AnnData of the aggregated values, annotating ``region``, with the aggregation recorded in its ``uns``."""
+    import anndata as ad
+    import pandas as pd
+    from spatialdata.models import TableModel
+
+    obs = pd.DataFrame(
+        {
+            REGION_KEY: pd.Categorical([region] * len(regions.ids)),
+            INSTANCE_KEY: regions.ids,
+            "clipped": result.clipped,
+            "area_um2": result.area * map_um**2,
+        },
+        index=pd.Index([f"{key}_{i}" for i in regions.ids]),
+    )
+    adata = ad.AnnData(X=result.values.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(channels)),
+                       obsm={SPATIAL_KEY: np.asarray(regions.xy, dtype=np.float64)})  # fmt: skip
+    spot_um = meta["spot_um"]
+    adata.uns[ATTRS_KEY] = {
+        **meta,
+        "shape": regions.kind,
+        "spot_um": float(spot_um) if spot_um is not None else float(np.median(regions.size_px)) * microns_per_pixel,
+        "microns_per_pixel": microns_per_pixel,
+        "map_microns_per_pixel": map_um,
+        "n_clipped": int(result.clipped.sum()),
+    }
+    return TableModel.parse(adata, region=region, region_key=REGION_KEY, instance_key=INSTANCE_KEY)
 
 
 def _to_global(element, name: str) -> tuple[float, np.ndarray]:
@@ -222,7 +245,7 @@ def _tissue(sdata, he_key, tissue_mask):
 
 
 def _grid(extent, size_px, mask) -> np.ndarray:
-    """Centres ``(x, y)`` in H&E pixels of a grid of ``size_px`` bins over ``extent``, kept where on tissue."""
+    """Centers ``(x, y)`` in H&E pixels of a grid of ``size_px`` bins over ``extent``, kept where on tissue."""
     x0, y0, x1, y1 = extent
     xs = np.arange(x0 + size_px / 2, x1, size_px)
     ys = np.arange(y0 + size_px / 2, y1, size_px)
@@ -236,13 +259,20 @@ def _grid(extent, size_px, mask) -> np.ndarray:
     return xy[mask[i, j]]
 
 
-def _shapes(kind, xy, size_px, ids, transformations, model):
-    if kind == "circle":
-        return model.parse(xy, geometry=0, radius=np.broadcast_to(size_px / 2, len(xy)).copy(), index=ids,
-                           transformations=transformations)  # fmt: skip
+def _shapes(regions: _Regions, microns_per_pixel: float):
+    """The shapes element of a new grid: circles, or squares as polygons."""
+    from spatialdata.models import ShapesModel
+
+    from .._core import microns_transformations
+
+    transformations = microns_transformations(microns_per_pixel)
+    xy, ids = regions.xy, regions.ids
+    if regions.kind == "circle":
+        return ShapesModel.parse(xy, geometry=0, radius=np.broadcast_to(regions.size_px / 2, len(xy)).copy(), index=ids,
+                                 transformations=transformations)  # fmt: skip
     import geopandas as gpd
     import shapely
 
-    half = np.broadcast_to(size_px / 2, len(xy))
+    half = np.broadcast_to(regions.size_px / 2, len(xy))
     boxes = shapely.box(xy[:, 0] - half, xy[:, 1] - half, xy[:, 0] + half, xy[:, 1] + half)
-    return model.parse(gpd.GeoDataFrame(geometry=boxes, index=ids), transformations=transformations)
+    return ShapesModel.parse(gpd.GeoDataFrame(geometry=boxes, index=ids), transformations=transformations)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,11 @@ from .._core import as_gene_list
 from .._logging import log_added, logger
 from ..metrics import PCC_SUMMARY, kmeans_ari, mae, mse, pcc_summary, pearson_per_gene
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from spatialdata import SpatialData
+
 #: Row label of the metrics over all sections' spots together.
 POOLED = "pooled"
 #: Columns of the summary that :func:`evaluate` returns, in order.
@@ -19,7 +25,7 @@ SUMMARY_COLUMNS = ("scope", "n_spots", "n_genes", "MSE", "MAE", *PCC_SUMMARY, "A
 
 
 def evaluate(
-    data,
+    sdata: SpatialData | Sequence[SpatialData] | Mapping[str, SpatialData],
     *,
     pred_key: str = f"{PRED_KEY}_spots",
     truth_key: str = TABLE_KEY,
@@ -33,7 +39,7 @@ def evaluate(
     For each section, the rows of the prediction table are matched to the measured spots by name (the table
     :func:`histo2st.tl.predict` writes carries the measured table's spot names; a subset or another order is fine).
     Per gene, the Pearson correlation across the section's spots and its two-sided p-value are computed; over genes
-    they are summarised as PCC@M (mean), PCC@S (median) and PCC@F (first quartile), the PixNet paper's metrics. MSE
+    they are summarized as PCC@M (mean), PCC@S (median) and PCC@F (first quartile), the PixNet paper's metrics. MSE
     and MAE are taken over all spots x genes. The ``"pooled"`` row computes the same metrics over the spots of all
     sections concatenated (one correlation per gene across every spot), which is not the mean of the section rows:
     the PixNet paper reports per-section numbers, a pooled correlation also rewards getting the differences between
@@ -41,13 +47,13 @@ def evaluate(
 
     Parameters
     ----------
-    data
+    sdata
         One sample (:class:`spatialdata.SpatialData`), or several sections as a dict ``{name: sdata}`` or a list.
         Sections are named by the dict keys, else by ``sdata.attrs["histo2st"]["sample"]``.
     pred_key
         Table of predictions at the measured spots, rows named like the measured table's.
     truth_key
-        Table of measured expression, on the scale the model was trained on (log-normalised ``X`` after
+        Table of measured expression, on the scale the model was trained on (log-normalized ``X`` after
         :func:`histo2st.pp.normalize`); ``X`` may be sparse.
     genes
         Genes to evaluate (a string is one gene); default every gene in both tables of every section (in the
@@ -91,11 +97,11 @@ def evaluate(
     from .._settings import settings
 
     start = time.perf_counter()
-    samples = as_samples(data)
+    samples = as_samples(sdata)
     if POOLED in samples:
         raise ValueError(f"A section is named '{POOLED}', which labels the pooled row; rename it.")
     seed = settings.seed if seed is None else seed
-    pairs = {name: _aligned(sdata, name, pred_key, truth_key) for name, sdata in samples.items()}
+    pairs = {name: _aligned(sample, name, pred_key, truth_key) for name, sample in samples.items()}
     genes = _genes_to_evaluate(pairs, genes, pred_key, truth_key)
     if n_clusters is not None:
         _check_clusters(pairs, n_clusters)
@@ -122,8 +128,8 @@ def evaluate(
         "seed": seed,
         "sections": np.asarray(list(samples), dtype=str),
     }
-    for name, sdata in samples.items():
-        table = sdata.tables[pred_key]
+    for name, sample in samples.items():
+        table = sample.tables[pred_key]
         r, pvalue = scores[name]
         table.var[f"{key_added}_pcc"] = pd.Series(r, index=genes).reindex(table.var_names).to_numpy()
         table.var[f"{key_added}_pvalue"] = pd.Series(pvalue, index=genes).reindex(table.var_names).to_numpy()
@@ -137,12 +143,17 @@ def evaluate(
     return summary
 
 
-def gene_scores(data, *, pred_key: str = f"{PRED_KEY}_spots", key: str = "evaluation") -> pd.DataFrame:
+def gene_scores(
+    sdata: SpatialData | Sequence[SpatialData] | Mapping[str, SpatialData],
+    *,
+    pred_key: str = f"{PRED_KEY}_spots",
+    key: str = "evaluation",
+) -> pd.DataFrame:
     """The per-gene correlations written by :func:`evaluate`, as one long table ranked within each section.
 
     Parameters
     ----------
-    data
+    sdata
         The sample or sections given to :func:`evaluate` (same forms and names).
     pred_key
         Prediction table that was evaluated.
@@ -159,15 +170,15 @@ def gene_scores(data, *, pred_key: str = f"{PRED_KEY}_spots", key: str = "evalua
     from .._core import as_samples
 
     frames = []
-    for name, sdata in as_samples(data).items():
-        if pred_key not in sdata.tables:
-            raise KeyError(f"Section '{name}' has no table '{pred_key}'; tables: {list(sdata.tables)}.")
-        table = sdata.tables[pred_key]
+    for name, sample in as_samples(sdata).items():
+        if pred_key not in sample.tables:
+            raise KeyError(f"Section '{name}' has no table '{pred_key}'; tables: {list(sample.tables)}.")
+        table = sample.tables[pred_key]
         entry = table.uns.get(ATTRS_KEY, {}).get(key)
         if entry is None or f"{key}_pcc" not in table.var:
             raise KeyError(
                 f"Table '{pred_key}' of section '{name}' has no evaluation '{key}'. Run "
-                f"`st.tl.evaluate(data, pred_key='{pred_key}', key_added='{key}')` first."
+                f"`st.tl.evaluate(sdata, pred_key='{pred_key}', key_added='{key}')` first."
             )
         genes = [str(g) for g in entry["params"]["genes"]]
         var = table.var.loc[genes, [f"{key}_pcc", f"{key}_pvalue"]].to_numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,14 +15,17 @@ from .._core._aggregate_arrays import aggregate_array
 from .._logging import log_added
 from ..metrics import PCC_SUMMARY, mae, mse, pcc_per_gene, pcc_summary, ssim_per_gene
 
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
 #: Columns of the summary that :func:`evaluate_dense` returns, in order.
 DENSE_COLUMNS = ("bin_um", "n_bins", "n_genes", *PCC_SUMMARY, "SSIM", "MSE", "MAE")
-#: Normalisation of the binned truth when the measured table records none (that of :func:`histo2st.pp.normalize`).
+#: Normalization of the binned truth when the measured table records none (that of :func:`histo2st.pp.normalize`).
 DEFAULT_NORMALIZE = {"target_sum": 1e4, "log": True}
 
 
 def evaluate_dense(
-    sdata,
+    sdata: SpatialData,
     *,
     pred_key: str = PRED_KEY,
     truth_key: str = TRUTH_KEY,
@@ -36,7 +40,7 @@ def evaluate_dense(
     the ``"microns"`` coordinate system, each map averaged into them with its own µm per pixel (exact area weights,
     :func:`histo2st.tl.aggregate_array`). So a prediction at 4 µm per pixel is compared fairly with a truth at 1 µm per
     pixel. In every bin size, per gene: the Pearson correlation over the bins and the structural similarity (SSIM,
-    scikit-image, ``data_range`` the truth's range) of the two binned images; summarised over genes as PCC@M/S/F and
+    scikit-image, ``data_range`` the truth's range) of the two binned images; summarized over genes as PCC@M/S/F and
     the mean SSIM, with the MSE and MAE over bins x genes. Bins that cover a pixel without a value (NaN, e.g.
     THItoGene's map off tissue) in either map are left out.
 
@@ -57,7 +61,7 @@ def evaluate_dense(
         order.
     normalize_truth
         The synthetic truth holds expected UMI per pixel, the prediction is on the scale of its training targets. With
-        ``True`` the binned truth is normalised like the measured spots: each bin to ``target_sum`` counts over all the
+        ``True`` the binned truth is normalized like the measured spots: each bin to ``target_sum`` counts over all the
         truth's genes, then ``log1p``, with the parameters :func:`histo2st.pp.normalize` recorded in the measured table
         (``1e4`` and ``log1p`` when none are recorded). ``False`` compares the two maps as they are.
     key_added
@@ -69,7 +73,7 @@ def evaluate_dense(
         One row per bin size; columns ``"bin_um"``, ``"n_bins"`` (bins compared), ``"n_genes"``, ``"PCC@M"``,
         ``"PCC@S"``, ``"PCC@F"``, ``"SSIM"`` (mean over genes), ``"MSE"`` and ``"MAE"``. Adds:
     ``sdata.attrs["histo2st"][key_added]``
-        ``"params"`` (keys, ``bins_um``, ``genes``, ``normalize_truth`` and the normalisation used), ``"summary"`` (the
+        ``"params"`` (keys, ``bins_um``, ``genes``, ``normalize_truth`` and the normalization used), ``"summary"`` (the
         rows, as a list of dicts) and per bin size (key ``str(bin_um)``) the per-gene ``"pcc"`` and ``"ssim"``
         lists; NaN is stored as ``None`` so the attributes stay valid JSON.
 
@@ -88,7 +92,7 @@ def evaluate_dense(
     if not bins_um or any(not b > 0 for b in bins_um):
         raise ValueError(f"`bins_um` must be positive bin edges in µm, got {bins_um!r}.")
     extent = _overlap(pred, pred_um, truth, truth_um, pred_key, truth_key)
-    norm = _truth_normalisation(sdata) if normalize_truth else None
+    norm = _truth_normalization(sdata) if normalize_truth else None
 
     pred_idx = _channel_index(pred, genes)
     truth_idx = _channel_index(truth, genes)
@@ -99,7 +103,7 @@ def evaluate_dense(
         if norm is None:
             t = _binned(truth.data, truth_idx, truth_um, origins, bin_um)
         else:
-            t = _normalised(_binned(truth.data, None, truth_um, origins, bin_um), norm)[:, truth_idx]
+            t = _normalized(_binned(truth.data, None, truth_um, origins, bin_um), norm)[:, truth_idx]
         valid = np.isfinite(p).all(1) & np.isfinite(t).all(1)
         pcc = pcc_per_gene(p[valid], t[valid]) if valid.sum() >= 2 else np.full(len(genes), np.nan)
         maps_p, maps_t = (np.where(valid[:, None], x, np.nan).T.reshape(len(genes), *shape) for x in (p, t))
@@ -233,7 +237,7 @@ def _binned(data, channels, map_um, origins: np.ndarray, bin_um: float) -> np.nd
     return values
 
 
-def _truth_normalisation(sdata) -> dict:
+def _truth_normalization(sdata) -> dict:
     """The ``target_sum`` and ``log`` that :func:`histo2st.pp.normalize` recorded in the measured table, if any."""
     table_key = (sdata.attrs.get(ATTRS_KEY) or {}).get("table_key", TABLE_KEY)
     if table_key in sdata.tables:
@@ -243,7 +247,7 @@ def _truth_normalisation(sdata) -> dict:
     return dict(DEFAULT_NORMALIZE)
 
 
-def _normalised(values: np.ndarray, norm: dict) -> np.ndarray:
+def _normalized(values: np.ndarray, norm: dict) -> np.ndarray:
     """Bins (rows) scaled to ``target_sum`` over all channels (``None``: the median over bins), then ``log1p``."""
     library = values.sum(1, keepdims=True)
     target = norm["target_sum"]

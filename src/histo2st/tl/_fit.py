@@ -7,6 +7,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._docs import TRAINING_DOC, doc_params
 from .._logging import logger
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class _FromPreset:
 FROM_PRESET = _FromPreset()
 
 
+@doc_params(training_options=TRAINING_DOC)
 def fit(
     sdata: SpatialData | Sequence[SpatialData] | Mapping[str, SpatialData],
     model: str = "pixnet",
@@ -58,7 +60,7 @@ def fit(
     Parameters
     ----------
     sdata
-        A normalised SpatialData (:func:`histo2st.pp.normalize`), or a list or dict of them (several sections).
+        A normalized SpatialData (:func:`histo2st.pp.normalize`), or a list or dict of them (several sections).
     model
         ``"pixnet"`` (dense maps, :class:`~histo2st.model.PixNet`) or ``"thitogene"`` (a patch per spot, spots attending
         to each other, :class:`~histo2st.model.THItoGene`).
@@ -78,11 +80,7 @@ def fit(
     microns_per_pixel
         Resolution the model works at; default the preset's, else the model's (PixNet: 2 µm/px, 4 µm/px with the
         ``"cpu"`` preset; THItoGene: 0.69 µm/px, so its 112 px patches hold the paper's 77 µm).
-    validation
-        A fraction of spots per section held out at random, a section name or list of names held out whole, or
-        ``None`` for no validation. Validation spots never enter the loss.
-    device
-        ``"cpu"``, ``"cuda"``, ``"mps"``; default :attr:`histo2st.settings.device`.
+    {training_options}
     checkpoint_dir
         Directory for a checkpoint after every epoch; a run pointed at an existing checkpoint resumes from it. With
         ``n_seeds > 1`` each member checkpoints into its own subdirectory ``seed_<seed>``.
@@ -94,11 +92,6 @@ def fit(
         validated); ``None``: no limit. Default the preset's (``"cpu"``: 420 s per model).
     seed
         Random seed; default :attr:`histo2st.settings.seed`. Ensemble members use ``seed``, ``seed + 1``, ...
-    progress
-        Show a progress bar with the loss and validation PCC.
-    ema_decay
-        Keep an exponential moving average of the weights with this decay (e.g. 0.999; ``None``: off). Validation,
-        early stopping and the returned model then use the averaged weights.
     n_seeds
         Train this many models with seeds ``seed``, ``seed + 1``, ... on the same data and settings and return them as
         a seed ensemble, whose predictions are the members' mean with their standard deviation as an uncertainty
@@ -121,7 +114,7 @@ def fit(
     the model object under ``key_added``
         in memory, for :func:`histo2st.tl.predict` (``model=None``) and :func:`histo2st.tl.load_model`;
     ``sdata.attrs["histo2st"]["models"][key_added]``
-        the card's summary: genes, µm per pixel, preset, normalisation, training sections, seeds, metrics;
+        the card's summary: genes, µm per pixel, preset, normalization, training sections, seeds, metrics;
     ``<store>/histo2st/models/<key_added>/``
         on a zarr-backed sample, the saved model (weights and card, written atomically), which
         ``spatialdata.read_zarr`` leaves alone and ``st.tl.predict`` finds in a fresh process.
@@ -152,7 +145,7 @@ def fit(
                      checkpoint_dir=checkpoint_dir)  # fmt: skip
     recorded = {"name": chosen, "requested": preset, **{k: v for k, v in options.items() if k != "progress"},
                 "n_seeds": int(n_seeds), "hyperparameters": resolved}  # fmt: skip
-    for member in getattr(trained, "members", [trained]):
+    for member in trained.members:
         member.card["preset"] = recorded
     for sample in samples.values():
         record_model(sample, trained, key_added, overwrite=overwrite)

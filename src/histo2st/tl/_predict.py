@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import time
 import warnings
@@ -19,7 +18,6 @@ from .._core import quiet_zarr
 from .._core._tissue import regions_on_tissue
 from .._inference._tiling import MAX_HALO_PX
 from .._logging import log_added, logger
-from ..model._ensemble import Ensemble
 from ._stream import CHANNEL_CHUNK, stream_map
 
 if TYPE_CHECKING:
@@ -129,8 +127,8 @@ def predict(
 
     Each table has ``uns["histo2st"]["model"]`` with the model's card summary (and ``"model_key"``, the key it is
     recorded under on ``sdata``, when it is) and ``uns["histo2st"]["values"]``:
-    ``"map aggregate"`` (the dense map averaged over the spot) or ``"prediction at the centres"`` (models that predict
-    from a patch at each spot or bin centre, THItoGene, up to its ``max_direct_spots``).
+    ``"map aggregate"`` (the dense map averaged over the spot) or ``"prediction at the centers"`` (models that predict
+    from a patch at each spot or bin center, THItoGene, up to its ``max_direct_spots``).
 
     With an :class:`~histo2st.model.Ensemble` the values above are the mean over its members, and also:
 
@@ -141,7 +139,7 @@ def predict(
     ``layers["std"]`` of every table
         Per spot and gene: for ``"map aggregate"`` tables the mean of the per-pixel standard deviation over the spot,
         an upper bound of the standard deviation of the members' spot means (the spread of a mean is at most the mean
-        of the spreads); for ``"prediction at the centres"`` the exact standard deviation of the members' predictions.
+        of the spreads); for ``"prediction at the centers"`` the exact standard deviation of the members' predictions.
     ``var["std"]`` of every table
         Per gene: the mean of ``layers["std"]`` over the table's spots (NaN spots skipped), a per-gene uncertainty.
     ``uns["histo2st"]["ensemble"]`` of every table
@@ -154,9 +152,9 @@ def predict(
     scale = validate(sdata, require_counts=False)
     model, recorded_key = resolve_model(sdata, model, model_key=model_key)
     gene_idx = model.check_genes(model.genes if genes is None else as_gene_list(genes))
-    ensemble = isinstance(model, Ensemble)
+    spread = model.n_maps > 1
     # an ensemble's map holds each gene's mean, then each gene's std: one channel run per image element
-    maps = [key_added, f"{key_added}_std"] if ensemble else [key_added]
+    maps = [key_added, f"{key_added}_std"] if spread else [key_added]
     spot_ums = [] if spot_um is None else list(np.atleast_1d(spot_um).astype(float))
     _check_free(sdata, key_added, overwrite)
     # replaced elements are dropped from memory first, so every element this call writes counts as new below
@@ -171,9 +169,9 @@ def predict(
     mask = _mask(he_element, he_full.shape, tissue_mask)
     if tissue_mask is None and scale.shapes_key in sdata.shapes:
         mask = (_with_spots(*mask, sdata.shapes[scale.shapes_key]), mask[1])
-    # a model that predicts at points (THItoGene) fills its tables from a patch at each centre: with dense=False its
+    # a model that predicts at points (THItoGene) fills its tables from a patch at each center: with dense=False its
     # map only gives the tables their rows, so a lazy placeholder of the right shape replaces the costly dense map
-    placeholder = not dense and getattr(model, "predict_points", None) is not None
+    placeholder = not dense and model.predicts_at_points
     dense_map = _dense_map(model, he, he_mpp, mask, scale.microns_per_pixel, gene_idx, len(maps), placeholder,
                            batch_size=batch_size, device=device)  # fmt: skip
     channels = [model.genes[i] for i in gene_idx]
@@ -185,7 +183,7 @@ def predict(
 
     before = _element_names(sdata)
     tables = _table_requests(sdata, scale, key_added, spot_ums, shape, shapes_key, tissue_mask, mask)
-    _fill_tables(sdata, tables, key_added, ensemble, overwrite)
+    _fill_tables(sdata, tables, key_added, spread, overwrite)
     if scale.shapes_key in sdata.shapes:
         _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
     new = sorted(_element_names(sdata) - before)
@@ -207,27 +205,25 @@ def _dense_map(model, he, he_mpp: float, mask, slide_mpp: float, gene_idx: list[
                placeholder: bool, *, batch_size, device):  # fmt: skip
     """The lazy ``(n_maps * genes, y, x)`` map at the model's map resolution, NaN off the tissue mask.
 
-    Models that tile (PixNet) take a batch size and skip tiles away from the tissue; the others predict as they do.
+    Models that tile (PixNet) run ``batch_size`` tiles a pass; every model may skip what lies away from the mask.
     """
-    map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
+    map_um = model.map_microns_per_pixel
     if placeholder:
         height, width = (math.ceil(n * he_mpp / map_um) for n in he.shape[1:])
         return da.zeros((n_maps * len(gene_idx), height, width), dtype=np.float32, chunks=(CHANNEL_CHUNK, 2048, 2048))
-    options = inspect.signature(getattr(model, "members", [model])[0].predict_image).parameters
-    tiling = {"batch_size": batch_size} if "batch_size" in options else {}
-    if mask is not None and "tissue_mask" in options:
-        tiling["tissue_mask"] = (mask[0], mask[1] * slide_mpp / he_mpp)
+    on_image = None if mask is None else (mask[0], mask[1] * slide_mpp / he_mpp)
     channel_idx = [k * model.n_genes + i for k in range(n_maps) for i in gene_idx]
-    dense_map = model.predict_image(he.data, he_mpp, device=device, **tiling)[channel_idx]
+    dense_map = model.predict_image(he.data, he_mpp, device=device, tissue_mask=on_image, batch_size=batch_size)
+    dense_map = dense_map[channel_idx]
     if mask is None:
         return dense_map
     return off_tissue_nan(dense_map, mask[0], mask[1] / (map_um / slide_mpp))
 
 
 def off_tissue_nan(dense_map: da.Array, mask: np.ndarray, mask_px: float) -> da.Array:
-    """``dense_map`` ``(c, y, x)`` with NaN where the pixel centre falls off ``mask``.
+    """``dense_map`` ``(c, y, x)`` with NaN where the pixel center falls off ``mask``.
 
-    ``mask_px`` is the number of map pixels per mask pixel; the mask is looked up at each map pixel's centre, so the
+    ``mask_px`` is the number of map pixels per mask pixel; the mask is looked up at each map pixel's center, so the
     map is empty off tissue at the mask's own resolution, not by block.
     """
 
@@ -246,7 +242,7 @@ def _store_map(sdata, outputs: dict[str, list[str]], dense_map, model, mask, sli
     """Add the map's image elements: streamed into the sample's store, kept in memory, or spilled to ``spill_dir``."""
     from spatialdata.transformations import Scale
 
-    map_um = getattr(model, "map_microns_per_pixel", model.microns_per_pixel)
+    map_um = model.map_microns_per_pixel
     transformations = {
         PIXEL_CS: Scale([map_um / slide_mpp] * 2, axes=("y", "x")),
         MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
@@ -328,29 +324,29 @@ def _table_requests(sdata, scale, key_added: str, spot_ums, shape: str, shapes_k
     return tables
 
 
-def _fill_tables(sdata, tables: list, key_added: str, ensemble: bool, overwrite: bool) -> None:
+def _fill_tables(sdata, tables: list, key_added: str, spread: bool, overwrite: bool) -> None:
     """Aggregate the map (and an ensemble's spread) over every requested table's shapes."""
     from ._aggregate import aggregate
 
     for key, kwargs in tables:
         aggregate(sdata, key_added, key_added=key, overwrite=overwrite, **kwargs)
-        if ensemble:
-            _, spread = aggregate(sdata, f"{key_added}_std", key_added=key, inplace=False, **kwargs)
-            sdata.tables[key].layers["std"] = spread.X
+        if spread:
+            _, spread_table = aggregate(sdata, f"{key_added}_std", key_added=key, inplace=False, **kwargs)
+            sdata.tables[key].layers["std"] = spread_table.X
 
 
 def _describe_table(table, name: str, model, card: dict, he, slide_mpp: float, device, gene_idx: list[int], *,
                     placeholder: bool) -> None:  # fmt: skip
-    """The model in the table's ``uns``; predictions at the centres for models that make them; the spread."""
+    """The model in the table's ``uns``; predictions at the centers for models that make them; the spread."""
     table.uns[ATTRS_KEY]["model"] = card
-    direct = _predict_at_centres(table, model, he, slide_mpp, device, gene_idx)
+    direct = _predict_at_centers(table, model, he, slide_mpp, device, gene_idx)
     if placeholder and not direct:
         raise ValueError(
             f"Table '{name}' has too many spots to predict each from its own patch (the model's "
             "`max_direct_spots`), and with `dense=False` there is no dense map to aggregate instead; pass "
             "`dense=True`, or raise `max_direct_spots` (one patch per spot)."
         )
-    if isinstance(model, Ensemble):
+    if model.n_maps > 1:
         _describe_spread(table, model)
 
 
@@ -440,34 +436,33 @@ def _streams(sdata) -> bool:
 
 def _weights_digest(model) -> str:
     digest = hashlib.sha256()
-    for member in model.members if isinstance(model, Ensemble) else [model]:
+    for member in model.members:
         for name, tensor in member.module.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def _predict_at_centres(table, model, he, microns_per_pixel: float, device, gene_idx: list[int]) -> bool:
-    """Replace a table's map aggregates by the model's predictions at its centres, for models that predict at points.
+def _predict_at_centers(table, model, he, microns_per_pixel: float, device, gene_idx: list[int]) -> bool:
+    """Replace a table's map aggregates by the model's predictions at its centers, for models that predict at points.
 
     ``model.predict_points`` returns ``None`` when there are too many points; the aggregates then stay. An ensemble's
     predictions also replace ``layers["std"]`` by the exact spread of its members. Returns whether the values were
     replaced.
     """
-    predict_points = getattr(model, "predict_points", None)
     xy = table.obsm[SPATIAL_KEY]
-    values = None if predict_points is None else predict_points(he, microns_per_pixel, xy, device=device)
-    table.uns[ATTRS_KEY]["values"] = "map aggregate" if values is None else "prediction at the centres"
+    values = model.predict_points(he, microns_per_pixel, xy, device=device) if model.predicts_at_points else None
+    table.uns[ATTRS_KEY]["values"] = "map aggregate" if values is None else "prediction at the centers"
     if values is None:
         return False
-    if isinstance(model, Ensemble):
+    if model.n_maps > 1:
         values, spread = values
         table.layers["std"] = np.asarray(spread, dtype=np.float32)[:, gene_idx]
     table.X = np.asarray(values, dtype=np.float32)[:, gene_idx]
     return True
 
 
-def _describe_spread(table, model: Ensemble) -> None:
+def _describe_spread(table, model) -> None:
     """Per-gene uncertainty ``var["std"]`` from the table's ``layers["std"]``, and the ensemble in its ``uns``."""
     with warnings.catch_warnings():
         # spots that cover no predicted pixel are NaN; a gene with only such spots has no spread (NaN)
@@ -476,8 +471,9 @@ def _describe_spread(table, model: Ensemble) -> None:
     table.uns[ATTRS_KEY]["ensemble"] = _members(model)
 
 
-def _members(model: Ensemble) -> dict:
-    return {"n_members": len(model.members), "seeds": model.seeds}
+def _members(model) -> dict:
+    seeds = [member.card.get("training", {}).get("seed") for member in model.members]
+    return {"n_members": len(model.members), "seeds": seeds}
 
 
 def _taken(sdata, key: str) -> list[str]:
@@ -532,7 +528,7 @@ def _card_summary(model, key: str | None) -> dict:
     summary = {k: card[k] for k in keep if k in card}
     if key is not None:
         summary["model_key"] = key
-    if isinstance(model, Ensemble):
+    if model.n_maps > 1:
         # not the members' metrics: a table's uns cannot store a list of dicts
         summary["ensemble"] = _members(model)
     return summary

@@ -9,10 +9,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._logging import logger
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from spatialdata import SpatialData
 
 METHODS = ("byol",)
 #: Encoder file written in ``checkpoint_dir`` when ``out`` is not given.
@@ -25,7 +31,7 @@ TRANSDUCTIVE_NOTE = (
 
 
 def pretrain_encoder(
-    sdatas,
+    sdata: SpatialData | Sequence[SpatialData] | Mapping[str, SpatialData],
     *,
     method: str = "byol",
     epochs: int = 100,
@@ -58,7 +64,7 @@ def pretrain_encoder(
 
     Parameters
     ----------
-    sdatas
+    sdata
         A SpatialData, or a list or dict of them (one per slide), with an H&E image and ``attrs["histo2st"]`` (any
         histo2st reader); tables and spots are not needed.
     method
@@ -109,18 +115,12 @@ def pretrain_encoder(
 
     from .._core import as_samples
     from .._settings import settings
-    from .._version import __version__
     from ..module._ssl import BYOLModule
     from ..train import Trainer, TrainerConfig
     from ..train._precision import native_bfloat16
     from ..train._ssl_plan import BYOLPlan
 
-    if method not in METHODS:
-        raise ValueError(f"Unknown pretraining method {method!r}; available: {list(METHODS)}.")
-    if tile_px < 32:
-        raise ValueError(f"`tile_px` must be at least 32 (the encoder's stride), got {tile_px}.")
-    if not 0 <= min_tissue <= 1:
-        raise ValueError(f"`min_tissue` must be a fraction in [0, 1], got {min_tissue}.")
+    _check_options(method, tile_px, min_tissue)
     out = _encoder_path(out, checkpoint_dir)
     card_path = out.with_suffix(".json")
     if not overwrite and (out.exists() or card_path.exists()):
@@ -132,7 +132,7 @@ def pretrain_encoder(
     start = time.perf_counter()
 
     slides = [
-        _tile_slide(name, sdata, microns_per_pixel, tile_px, min_tissue) for name, sdata in as_samples(sdatas).items()
+        _tile_slide(name, sample, microns_per_pixel, tile_px, min_tissue) for name, sample in as_samples(sdata).items()
     ]
     torch.manual_seed(seed)
     module = BYOLModule()
@@ -163,43 +163,56 @@ def pretrain_encoder(
     )
     history = Trainer(plan, config).fit()
 
-    card = {
+    settings_used = {"epochs": epochs, "tile_px": tile_px, "batch_size": batch_size, "lr": lr, "min_tissue": min_tissue,
+                     "max_time": max_time, "mixed_precision": mixed_precision, "seed": seed}  # fmt: skip
+    card = _card(method, slides, plan, history, settings_used, microns_per_pixel, device, time.perf_counter() - start)
+    state = {k: v.detach().cpu() for k, v in module.encoder.state_dict().items()}
+    _write_atomic(out, lambda tmp: torch.save(state, tmp))
+    _write_atomic(card_path, lambda tmp: tmp.write_text(json.dumps(card, indent=2)))
+    logger.info(f"Saved the pretrained encoder to '{out}' and its card to '{card_path}'.")
+    return out
+
+
+def _check_options(method: str, tile_px: int, min_tissue: float) -> None:
+    if method not in METHODS:
+        raise ValueError(f"Unknown pretraining method {method!r}; available: {list(METHODS)}.")
+    if tile_px < 32:
+        raise ValueError(f"`tile_px` must be at least 32 (the encoder's stride), got {tile_px}.")
+    if not 0 <= min_tissue <= 1:
+        raise ValueError(f"`min_tissue` must be a fraction in [0, 1], got {min_tissue}.")
+
+
+def _card(method: str, slides: list, plan, history: list, settings_used: dict, microns_per_pixel: float, device: str,
+          seconds: float) -> dict:  # fmt: skip
+    """The encoder's card: what it is, what it saw, how it was trained."""
+    from .._version import __version__
+
+    tile_px = settings_used["tile_px"]
+    return {
         "kind": "histo2st encoder",
         "architecture": "resnet18",
         "format": "torchvision ResNet18 state dict without fc",
-        "input": "RGB / 255 normalised with ImageNet mean and std (histo2st.nn.normalize_images)",
+        "input": "RGB / 255 normalized with ImageNet mean and std (histo2st.nn.normalize_images)",
         "method": method,
         "slides": [s.name for s in slides],
         "tiles": {s.name: len(s.centers) for s in slides},
         "n_validation_tiles": len(plan.val_tiles),
         "microns_per_pixel": microns_per_pixel,
         "settings": {
-            "epochs": epochs,
-            "tile_px": tile_px,
+            **settings_used,
             "tile_um": tile_px * microns_per_pixel,
-            "batch_size": batch_size,
             "steps_per_epoch": plan.steps_per_epoch,
-            "lr": lr,
-            "min_tissue": min_tissue,
             "base_momentum": plan.base_momentum,
-            "max_time": max_time,
-            "mixed_precision": mixed_precision,
-            "seed": seed,
         },
         "epochs_run": len(history),
         "steps_run": len(history) * plan.steps_per_epoch,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(seconds, 1),
         "device": device,
         "history": history,
         "transductive": TRANSDUCTIVE_NOTE,
         "histo2st_version": __version__,
         "saved": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    state = {k: v.detach().cpu() for k, v in module.encoder.state_dict().items()}
-    _write_atomic(out, lambda tmp: torch.save(state, tmp))
-    _write_atomic(card_path, lambda tmp: tmp.write_text(json.dumps(card, indent=2)))
-    logger.info(f"Saved the pretrained encoder to '{out}' and its card to '{card_path}'.")
-    return out
 
 
 def _encoder_path(out, checkpoint_dir) -> Path:

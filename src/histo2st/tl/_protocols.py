@@ -267,18 +267,31 @@ def _top_by_mean(samples: dict, folds) -> list[list[str]]:
         var_names = sdata.tables[keys[name]].var_names
         common = var_names if common is None else common[common.isin(var_names)]
     for name, sdata in light.items():
-        # after normalising over all genes, keep those every section measures so every test section can be scored
+        # after normalizing over all genes, keep those every section measures so every test section can be scored
         sdata.tables[keys[name]] = sdata.tables[keys[name]][:, common].copy()
-    return [
-        pp.select_genes({s: light[s] for s in train}, n_top=PIXNET_N_TOP, method="mean", subset=False).genes
-        for train, _ in folds
-    ]
+    chosen = []
+    for train, _ in folds:
+        training = {s: light[s] for s in train}
+        pp.select_genes(training, n_top=PIXNET_N_TOP, method="mean", subset=False)
+        chosen.append(_selected(training))
+    return chosen
 
 
 def _listed_genes(samples: dict, path: Path) -> list[str]:
     from .. import pp
 
-    return pp.select_genes(_spot_tables(samples), method=path, subset=False).genes
+    tables = _spot_tables(samples)
+    pp.select_genes(tables, method=path, subset=False)
+    return _selected(tables)
+
+
+def _selected(samples: dict) -> list[str]:
+    """The genes ``select_genes`` recorded (the same in every sample's table)."""
+    from .._constants import ATTRS_KEY
+    from .._core import get_scale
+
+    sdata = next(iter(samples.values()))
+    return sdata.tables[get_scale(sdata).table_key].uns[ATTRS_KEY]["select_genes"]["genes"].tolist()
 
 
 def _thitogene_list(root) -> Path:

@@ -6,7 +6,7 @@ A model fit with :func:`histo2st.tl.fit` is recorded on every sample it was trai
 
 - in memory: the model object, in a registry keyed weakly by the SpatialData object (a torch model cannot live in
   ``sdata.attrs``, which spatialdata writes as JSON), so it goes away with the sample;
-- in ``sdata.attrs["histo2st"]["models"][key]``: the model card's summary (genes, µm per pixel, normalisation,
+- in ``sdata.attrs["histo2st"]["models"][key]``: the model card's summary (genes, µm per pixel, normalization,
   training sections, seeds, preset, metrics), which ``sdata.write`` keeps;
 - on a zarr-backed sample, the saved model (weights and card) inside the store, at ``<store>/histo2st/models/<key>``:
   spatialdata reads only its own element groups, so ``spatialdata.read_zarr`` neither reads nor warns about it, and a
@@ -24,7 +24,7 @@ from pathlib import Path
 from .._constants import ATTRS_KEY
 from .._core import quiet_zarr
 from .._core._recorded import STORE_MODELS_DIR, in_memory, save_recorded, store_path, stored_models
-from ..model import BaseModel, Ensemble
+from ..model import Predictor
 from ..model import load_model as load_model_dir
 
 #: ``sdata.attrs[ATTRS_KEY]`` key of the recorded models' card summaries.
@@ -126,7 +126,7 @@ def resolve_model(sdata, model=None, *, model_key: str | None = None, device: st
         return recorded_model(model, model_key, device=device), None
     elif isinstance(model, str | Path):
         return load_model(model, key=model_key, device=device), None
-    elif not isinstance(model, BaseModel | Ensemble):
+    elif not isinstance(model, Predictor):
         raise TypeError(
             f"`model` must be a trained model, a SpatialData it was fit on, a key, a path or None; got "
             f"{type(model).__name__}."

@@ -1,4 +1,4 @@
-"""Augmentations applied to a training crop and its spot centres together."""
+"""Augmentations applied to a training crop and its spot centers together."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 
 def flip_rotate(image: np.ndarray, centers: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random flip and 90° rotation of a ``(c, s, s)`` crop; spot centres (x, y) move with the pixels."""
+    """Random flip and 90° rotation of a ``(c, s, s)`` crop; spot centers (x, y) move with the pixels."""
     size = image.shape[-1]
     xy = centers.copy()
     if rng.random() < 0.5:
@@ -45,12 +45,12 @@ def stain_jitter(
     blur_sigma: float = 0.5,
     blur_p: float = 0.5,
 ):
-    """H&E-specific colour augmentation of a ``(b, 3, h, w)`` float batch in [0, 1] (torch): re-staining and blur.
+    """H&E-specific color augmentation of a ``(b, 3, h, w)`` float batch in [0, 1] (torch): re-staining and blur.
 
     Per image, each stain amount of the Ruifrok-Johnston decomposition (hematoxylin, eosin, DAB; see
     :func:`histo2st.nn._stain.perturb_hed`) is multiplied by ``exp(U(-stain_scale, stain_scale))`` and shifted by
     ``U(-stain_shift, stain_shift)``: a stain that took more or less strongly, as between labs and batches, where
-    RGB jitter would also produce colours no H&E slide has. Then, with probability ``blur_p``, a Gaussian blur with a
+    RGB jitter would also produce colors no H&E slide has. Then, with probability ``blur_p``, a Gaussian blur with a
     standard deviation drawn from ``U(0, blur_sigma)`` pixels (focus differences between scanners).
     """
     import torch

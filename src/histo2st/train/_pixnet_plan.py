@@ -46,7 +46,7 @@ class PixNetPlan:
         ICLR 2022, who argue that a random decoder's first gradients distort a pretrained encoder's features).
         ``0``: the paper's end-to-end training from the first step.
     augment
-        Random flips, 90° rotations and colour jitter.
+        Random flips, 90° rotations and color jitter.
     stain_augment
         H&E-specific augmentation: each crop re-stained in hematoxylin-eosin space and sometimes blurred
         (:func:`~histo2st.train._augment.stain_jitter`), and read at a random scale of 0.9-1.1x (spots scale with it).

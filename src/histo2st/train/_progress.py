@@ -6,7 +6,7 @@ import time
 
 
 class TrainingProgress:
-    """A ``tqdm.auto`` bar (a widget in Jupyter) counting optimiser steps over the whole training.
+    """A ``tqdm.auto`` bar (a widget in Jupyter) counting optimizer steps over the whole training.
 
     An epoch's number of steps is known only once one has run, so the total is set after the first epoch
     (``epochs`` times its steps). With a time cap the total is also the number of steps the cap leaves room for at
@@ -42,7 +42,7 @@ class TrainingProgress:
         return f"epoch {min(self.epoch + 1, self.epochs)}/{self.epochs}"
 
     def step(self, loss: float) -> None:
-        """One optimiser step done, with its loss."""
+        """One optimizer step done, with its loss."""
         self.bar.update(1)
         self.postfix["loss"] = f"{loss:.4g}"
         self._retotal()

@@ -1,4 +1,4 @@
-"""Sections prepared for training: H&E at the model's resolution, spot centres and normalised targets."""
+"""Sections prepared for training: H&E at the model's resolution, spot centers and normalized targets."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ class Section:
     image
         ``(3, h, w)`` uint8 H&E resampled to ``microns_per_pixel``.
     centers
-        ``(n, 2)`` spot centres ``(x, y)`` in pixels of ``image``.
+        ``(n, 2)`` spot centers ``(x, y)`` in pixels of ``image``.
     radii
         ``(n,)`` spot radii in pixels of ``image``.
     targets
-        ``(n, genes)`` normalised expression, or ``None`` when predicting.
+        ``(n, genes)`` normalized expression, or ``None`` when predicting.
     spot_names
         Spot barcodes (the table's ``obs_names``).
     microns_per_pixel
@@ -50,11 +50,11 @@ class Section:
 
 
 def check_normalized(table, name: str) -> dict:
-    """Return the normalisation parameters recorded by :func:`histo2st.pp.normalize`, or raise."""
+    """Return the normalization parameters recorded by :func:`histo2st.pp.normalize`, or raise."""
     params = table.uns.get(ATTRS_KEY, {}).get("normalize")
     if params is None:
         raise ValueError(
-            f"Section '{name}': the table is not normalised. Models are trained on log-normalised expression: "
+            f"Section '{name}': the table is not normalized. Models are trained on log-normalized expression: "
             "call `st.pp.normalize(sdata)` (and usually `st.pp.select_genes(...)`) before fitting."
         )
     return dict(params)
@@ -77,9 +77,9 @@ def common_genes(samples: dict) -> list[str]:
 def prepare_sections(
     data, genes: str | Sequence[str], microns_per_pixel: float, *, with_targets: bool = True
 ) -> tuple[list[Section], dict]:
-    """Resample every section to ``microns_per_pixel`` and collect spot centres and targets for ``genes``.
+    """Resample every section to ``microns_per_pixel`` and collect spot centers and targets for ``genes``.
 
-    ``genes`` may be one gene as a string. Returns the sections and the normalisation parameters (the same for all
+    ``genes`` may be one gene as a string. Returns the sections and the normalization parameters (the same for all
     sections, or an error).
     """
     genes = as_gene_list(genes)
@@ -91,7 +91,7 @@ def prepare_sections(
         if with_targets:
             params = check_normalized(table, name)
             if norm is not None and params != norm:
-                raise ValueError(f"Section '{name}' was normalised with {params}, other sections with {norm}.")
+                raise ValueError(f"Section '{name}' was normalized with {params}, other sections with {norm}.")
             norm = params
             missing = [g for g in genes if g not in table.var_names]
             if missing:
@@ -125,17 +125,17 @@ def prepare_sections(
 def normalize_stains(
     sections: Sequence[Section], *, reference_sections: Sequence[str], fitted: dict | None = None
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """Macenko-normalise the sections' images to a reference fitted on the tissue of ``reference_sections``.
+    """Macenko-normalize the sections' images to a reference fitted on the tissue of ``reference_sections``.
 
     Each section's tissue pixels (:func:`histo2st.pp._stain.tissue_pixels`, about one every 8 µm) give its own
     stains; the reference is fitted on the pixels of ``reference_sections`` pooled, unless ``fitted`` (an earlier
     result's card entry) already holds one, whose sections are then kept in the card beside these. Each whole image
-    is normalised with its own stains, block by block, as prediction normalises a slide.
+    is normalized with its own stains, block by block, as prediction normalizes a slide.
 
     Returns
     -------
     images
-        The normalised ``(3, h, w)`` uint8 image of each section, by name.
+        The normalized ``(3, h, w)`` uint8 image of each section, by name.
     card
         For ``model.card["stain_normalization"]``: ``method``, ``reference`` (``MacenkoNormalizer.to_dict()``),
         ``reference_sections`` and, per section, its ``stain_matrix`` (columns: hematoxylin, eosin),

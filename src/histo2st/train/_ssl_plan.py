@@ -26,7 +26,7 @@ MIN_STEPS_PER_EPOCH = 25
 
 @dataclass
 class TileSlide:
-    """One slide for pretraining: the H&E at the pretraining resolution and the centres of its tissue tiles.
+    """One slide for pretraining: the H&E at the pretraining resolution and the centers of its tissue tiles.
 
     Attributes
     ----------
@@ -35,7 +35,7 @@ class TileSlide:
     image
         ``(3, h, w)`` uint8 H&E at the pretraining resolution.
     centers
-        ``(n, 2)`` tile centres ``(y, x)`` in pixels of ``image``.
+        ``(n, 2)`` tile centers ``(y, x)`` in pixels of ``image``.
     """
 
     name: str
@@ -44,9 +44,9 @@ class TileSlide:
 
 
 def tissue_tile_centers(mask: np.ndarray, mask_px: float, shape: tuple[int, int], tile_px: int, *, min_tissue: float):
-    """Centres ``(y, x)`` of the tiles of a ``tile_px`` grid over an image of ``shape`` that hold enough tissue.
+    """Centers ``(y, x)`` of the tiles of a ``tile_px`` grid over an image of ``shape`` that hold enough tissue.
 
-    The grid is centred on the image; a tile is kept when at least ``min_tissue`` of the mask pixels it covers are
+    The grid is centerd on the image; a tile is kept when at least ``min_tissue`` of the mask pixels it covers are
     tissue. ``mask_px`` is the number of image pixels per mask pixel.
     """
     h, w = shape
@@ -78,7 +78,7 @@ class BYOLPlan:
 
     The target network follows the online one with momentum ``1 - (1 - base_momentum) (cos(pi k / K) + 1) / 2``
     after step ``k`` of ``K`` (BYOL's schedule). Validation on up to ``MAX_VAL_TILES`` held-out tiles, with fixed
-    views, reports ``val_loss`` (the BYOL loss) and ``val_feature_std`` (the standard deviation of the normalised
+    views, reports ``val_loss`` (the BYOL loss) and ``val_feature_std`` (the standard deviation of the normalized
     512-d representations across tiles, times sqrt(512): about 1 when they spread over every direction, 0 when they
     collapse to one point).
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .._core._scale import pitch_from_centres
+from .._core._scale import pitch_from_centers
 from .._inference._spot_windows import GRAPH_K, cut_patches, grid_coordinates, predict_windows, window_grid
 from ._augment import color_jitter
 from ._batchnorm import recalibrate_batchnorm
@@ -41,8 +41,8 @@ class THItoGenePlan:
 
     A section with at most ``window_spots`` spots is one window; a larger one gives ``ceil(n / window_spots)``
     windows per epoch, each the ``window_spots`` spots nearest a random training spot (a KD-tree query), so every
-    epoch has the same number of batches. A window's spots get a ``patch_px`` patch around their centres (white
-    outside the image), grid coordinates ``round(centre_um / pitch_um)`` shifted to start at 0 (positions past the
+    epoch has the same number of batches. A window's spots get a ``patch_px`` patch around their centers (white
+    outside the image), grid coordinates ``round(center_um / pitch_um)`` shifted to start at 0 (positions past the
     embedding table are clipped by it) and the graph of their 4 nearest neighbours. The loss is taken at training
     spots only.
 
@@ -65,7 +65,7 @@ class THItoGenePlan:
     lr, weight_decay
         Adam settings (the reference: 1e-5, 0).
     augment
-        Random flips and 90° rotations of each patch (as the reference, independently per patch) and colour jitter.
+        Random flips and 90° rotations of each patch (as the reference, independently per patch) and color jitter.
     """
 
     def __init__(
@@ -232,7 +232,7 @@ def _contexts(train: list[Section], val: list[Section]) -> list[SpotContext]:
             microns_per_pixel=first.microns_per_pixel,
         )
         centers_um = centers.astype(np.float64) * first.microns_per_pixel
-        pitch = pitch_from_centres(centers_um) if len(centers) >= 2 else math.nan
+        pitch = pitch_from_centers(centers_um) if len(centers) >= 2 else math.nan
         contexts.append(
             SpotContext(
                 section=section,

@@ -36,7 +36,7 @@ class TrainingPlan(Protocol):
     def validate(self, module, device) -> dict:
         """Return validation metrics (floats) computed on data never used for the loss."""
 
-    # optional: ``after_step(module, batch)``, run without gradients after each optimiser step (e.g. a momentum
+    # optional: ``after_step(module, batch)``, run without gradients after each optimizer step (e.g. a momentum
     # encoder's update), and ``end_of_epoch(module, device)``, run without gradients after each epoch's training steps
 
 
@@ -67,11 +67,11 @@ class TrainerConfig:
     progress
         Show a tqdm progress bar.
     max_time
-        Stop once this many seconds of training have passed, checked after every optimiser step: the epoch under way
+        Stop once this many seconds of training have passed, checked after every optimizer step: the epoch under way
         ends there, is validated and checkpointed (a resume starts the next epoch).
     ema_decay
         Keep an exponential moving average of the weights (every floating-point entry of the state dict, batch norm
-        statistics included), updated after each optimiser step with decay ``min(ema_decay, (1 + n) / (10 + n))``
+        statistics included), updated after each optimizer step with decay ``min(ema_decay, (1 + n) / (10 + n))``
         after ``n`` updates, so that early averages are not dominated by the initial weights. Validation, the best
         weights and the weights left at the end are the averaged ones; checkpoints hold both. ``None`` disables it.
     """
