@@ -57,6 +57,16 @@ def test_predict_a_subset_of_genes(fitted):
         st.tl.predict(sdata, model, genes=["NOT_A_GENE"], key_added="bad")
 
 
+def test_truth_aggregated_with_defaults_has_the_bins_of_the_prediction(fitted):
+    # predict's grid and aggregate's default grid use the same tissue (H&E mask plus measured spots): bin for bin
+    sdata, model = fitted
+    st.tl.predict(sdata, model, spot_um=8, key_added="same", dense=True)
+    st.tl.aggregate(sdata, "truth", spot_um=8, key_added="truth_8", overwrite=True)
+    pred, truth = sdata.tables["same_square_8um"], sdata.tables["truth_8"]
+    assert pred.n_obs == truth.n_obs
+    np.testing.assert_allclose(pred.obsm["spatial"], truth.obsm["spatial"])
+
+
 def test_predict_into_backed_store_streams_the_map(fitted, tmp_path):
     sdata, model = fitted
     path = tmp_path / "b.zarr"

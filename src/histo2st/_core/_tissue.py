@@ -46,6 +46,34 @@ def tissue_mask(he, *, max_side: int = MASK_SIDE) -> tuple[np.ndarray, float]:
     return ndimage.binary_fill_holes(mask), factor
 
 
+def sample_tissue_mask(sdata, image_key: str, shapes_key: str | None = None) -> tuple[np.ndarray, float]:
+    """The tissue of a sample: :func:`tissue_mask` of its H&E, with every measured spot of ``shapes_key`` added.
+
+    A spot was measured, so it lies on tissue; Otsu on saturation misses pale tissue at times, and without the spots
+    a measured spot there would be NaN in a prediction. ``st.tl.predict`` and ``st.tl.aggregate`` both call this, so
+    a map and a grid of bins agree on where the tissue is (and two grids of the same size have the same bins).
+    """
+    mask, factor = tissue_mask(sdata.images[image_key])
+    if shapes_key is not None and shapes_key in sdata.shapes:
+        mask = _with_spots(mask, factor, sdata.shapes[shapes_key])
+    return mask, factor
+
+
+def _with_spots(mask: np.ndarray, factor: float, shapes) -> np.ndarray:
+    from skimage.draw import disk
+
+    mask = mask.copy()
+    xy = np.column_stack([shapes.geometry.x.to_numpy(), shapes.geometry.y.to_numpy()]) / factor
+    radii = (
+        np.maximum(shapes["radius"].to_numpy(dtype=float) / factor, 0.5)
+        if "radius" in shapes
+        else np.full(len(xy), 0.5)
+    )
+    for (x, y), r in zip(xy, radii, strict=True):
+        mask[disk((y - 0.5, x - 0.5), r + 0.5, shape=mask.shape)] = True
+    return mask
+
+
 def _mask_level(he, max_side: int):
     """The array to compute the mask on and its full-resolution pixels per pixel."""
     if hasattr(he, "children"):  # multiscale image element

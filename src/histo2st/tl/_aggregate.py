@@ -10,7 +10,7 @@ import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, PIXEL_CS, REGION_KEY, SPATIAL_KEY
 from .._core._aggregate_arrays import TILE_BYTES, aggregate_array
-from .._core._tissue import tissue_mask as he_tissue_mask
+from .._core._tissue import sample_tissue_mask
 from .._logging import log_added
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ def aggregate(
     agg
         ``"mean"`` over the covered pixels (area) or ``"sum"`` (in map pixels, area-weighted for squares).
     tissue_mask
-        Where the grid goes: ``None`` computes a mask from the H&E (Otsu on saturation), ``False`` covers the whole
+        Where the grid goes: ``None`` computes a mask from the H&E (Otsu on saturation) with the measured spots
+        added, as ``st.tl.predict`` does, so its grids and this one have the same bins; ``False`` covers the whole
         map, or a bool array that covers the H&E extent at any resolution. Ignored with ``shapes_key``.
     key_added
         Name of the new table (its shapes are ``"{key_added}_shapes"``: spatialdata names are unique across element
@@ -158,7 +159,7 @@ def _regions(sdata, scale, map_shape, map_scale: float, offset, *, shapes_key, s
         height, width = map_shape
         extent = (offset[0], offset[1], offset[0] + width * map_scale, offset[1] + height * map_scale)
         size_px = spot_um / scale.microns_per_pixel
-        xy = _grid(extent, size_px, _tissue(sdata, scale.image_key, tissue_mask))
+        xy = _grid(extent, size_px, _tissue(sdata, scale, tissue_mask))
         regions = _Regions(shape, xy, size_px, np.arange(len(xy)), None)
     if len(regions.xy) == 0:
         raise ValueError("No spots to aggregate over: the tissue mask is empty; pass `tissue_mask=False`.")
@@ -226,16 +227,14 @@ def _given_circles(sdata, shapes_key, spot_um, microns_per_pixel):
     return "circle", xy, diameter, shapes.index.to_numpy()
 
 
-def _tissue(sdata, he_key, tissue_mask):
+def _tissue(sdata, scale, tissue_mask):
+    he_key = scale.image_key
     if tissue_mask is False:
         return None
     if tissue_mask is None:
         if he_key not in sdata.images:
             raise ValueError(f"No H&E image '{he_key}' to find the tissue; pass `tissue_mask=` or `False`.")
-        he = sdata.images[he_key]
-        he = he["scale0"].ds["image"] if hasattr(he, "children") else he
-        mask, factor = he_tissue_mask(he.data)
-        return mask, factor
+        return sample_tissue_mask(sdata, he_key, scale.shapes_key)
     mask = np.asarray(tissue_mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"`tissue_mask` must be a 2-D bool array over the H&E, got shape {mask.shape}.")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
 from .._core import quiet_zarr
-from .._core._tissue import regions_on_tissue
+from .._core._tissue import regions_on_tissue, sample_tissue_mask
 from .._inference._tiling import MAX_HALO_PX
 from .._logging import log_added, logger
 from ._stream import CHANNEL_CHUNK, stream_map
@@ -87,7 +87,8 @@ def predict(
     dtype
         Dtype of the stored dense map.
     tissue_mask
-        Where to predict: ``None`` finds the tissue on a low-resolution level of the H&E (Otsu on saturation);
+        Where to predict: ``None`` finds the tissue on a low-resolution level of the H&E (Otsu on saturation) and
+        adds every measured spot (a measured spot lies on tissue, however pale);
         ``False`` predicts everywhere; or a bool array over the H&E extent at any resolution. The map is NaN off
         the mask, at the mask's own resolution, and the bin grids follow the same mask, so the image and the bin
         tables agree on where tissue is; tiles far from tissue are not computed (in a zarr store they take no disk
@@ -166,9 +167,7 @@ def predict(
     he_full = he_element["scale0"].ds["image"] if hasattr(he_element, "children") else he_element
     he, he_mpp = _level_for(he_element, scale.microns_per_pixel, model.microns_per_pixel)
     _check_transfer(sdata, scale, model, he_mpp)
-    mask = _mask(he_element, he_full.shape, tissue_mask)
-    if tissue_mask is None and scale.shapes_key in sdata.shapes:
-        mask = (_with_spots(*mask, sdata.shapes[scale.shapes_key]), mask[1])
+    mask = _mask(sdata, scale, he_full.shape, tissue_mask)
     # a model that predicts at points (THItoGene) fills its tables from a patch at each center: with dense=False its
     # map only gives the tables their rows, so a lazy placeholder of the right shape replaces the costly dense map
     placeholder = not dense and model.predicts_at_points
@@ -396,37 +395,16 @@ def _level_for(element, microns_per_pixel: float, target: float):
     return levels[k], mpps[k]
 
 
-def _mask(he_element, he_shape, tissue_mask) -> tuple[np.ndarray, float] | None:
+def _mask(sdata, scale, he_shape, tissue_mask) -> tuple[np.ndarray, float] | None:
     """``(mask, full-resolution H&E pixels per mask pixel)`` or ``None`` to predict everywhere."""
-    from .._core._tissue import tissue_mask as find_tissue
-
     if tissue_mask is False:
         return None
     if tissue_mask is None:
-        return find_tissue(he_element)
+        return sample_tissue_mask(sdata, scale.image_key, scale.shapes_key)
     mask = np.asarray(tissue_mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"`tissue_mask` must be a 2-D bool array over the H&E, got shape {mask.shape}.")
     return mask, he_shape[1] / mask.shape[0]
-
-
-def _with_spots(mask: np.ndarray, factor: float, shapes) -> np.ndarray:
-    """The found tissue ``mask`` and every measured spot's circle: a spot was measured, so it lies on tissue.
-
-    Otsu on saturation misses pale tissue at times; without this a measured spot there would be NaN.
-    """
-    from skimage.draw import disk
-
-    mask = mask.copy()
-    xy = np.column_stack([shapes.geometry.x.to_numpy(), shapes.geometry.y.to_numpy()]) / factor
-    radii = (
-        np.maximum(shapes["radius"].to_numpy(dtype=float) / factor, 0.5)
-        if "radius" in shapes
-        else np.full(len(xy), 0.5)
-    )
-    for (x, y), r in zip(xy, radii, strict=True):
-        mask[disk((y - 0.5, x - 0.5), r + 0.5, shape=mask.shape)] = True
-    return mask
 
 
 def _streams(sdata) -> bool:
