@@ -65,6 +65,9 @@ def test_truth_aggregated_with_defaults_has_the_bins_of_the_prediction(fitted):
     pred, truth = sdata.tables["same_square_8um"], sdata.tables["truth_8"]
     assert pred.n_obs == truth.n_obs
     np.testing.assert_allclose(pred.obsm["spatial"], truth.obsm["spatial"])
+    # and every bin kept holds predicted pixels: no NaN row for scanpy to trip on
+    assert (pred.obs["area_um2"] > 0).all()
+    assert np.isfinite(pred.X).all()
 
 
 def test_predict_into_backed_store_streams_the_map(fitted, tmp_path):

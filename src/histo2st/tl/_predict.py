@@ -220,17 +220,16 @@ def _dense_map(model, he, he_mpp: float, mask, slide_mpp: float, gene_idx: list[
 
 
 def off_tissue_nan(dense_map: da.Array, mask: np.ndarray, mask_px: float) -> da.Array:
-    """``dense_map`` ``(c, y, x)`` with NaN where the pixel center falls off ``mask``.
+    """``dense_map`` ``(c, y, x)`` with NaN at the pixels that hold no tissue of ``mask``.
 
-    ``mask_px`` is the number of map pixels per mask pixel; the mask is looked up at each map pixel's center, so the
-    map is empty off tissue at the mask's own resolution, not by block.
+    ``mask_px`` is the number of map pixels per mask pixel. A map pixel is kept when any mask pixel it covers is
+    tissue (not only the one at its center): a bin of ``st.tl.aggregate``'s grid is kept when the mask at its center
+    is tissue, and the map pixel over that center must then hold a value, or the bin's row would be NaN.
     """
 
     def block(values: np.ndarray, block_info=None) -> np.ndarray:
         (y0, y1), (x0, x1) = block_info[0]["array-location"][1:]
-        rows = np.minimum(((np.arange(y0, y1) + 0.5) / mask_px).astype(np.intp), mask.shape[0] - 1)
-        cols = np.minimum(((np.arange(x0, x1) + 0.5) / mask_px).astype(np.intp), mask.shape[1] - 1)
-        on = mask[np.ix_(rows, cols)]
+        on = regions_on_tissue(mask, mask_px, np.arange(y0, y1 + 1), np.arange(x0, x1 + 1))
         return np.where(on[None], values, np.float32(np.nan)).astype(values.dtype, copy=False)
 
     return da.map_blocks(block, dense_map, dtype=dense_map.dtype, meta=np.empty((0, 0, 0), dtype=dense_map.dtype))
