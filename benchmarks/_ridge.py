@@ -23,7 +23,7 @@ BATCH = 2048
 
 
 class RidgeBaseline:
-    """Ridge regression from the color and texture statistics of a square H&E patch centerd on each spot.
+    """Ridge regression from the color and texture statistics of a square H&E patch centered on each spot.
 
     Parameters
     ----------
@@ -64,7 +64,7 @@ class RidgeBaseline:
         return self
 
     def predict_points(self, sdata, xy_px: np.ndarray) -> np.ndarray:
-        """``(n, genes)`` predictions for patches centerd on ``xy_px`` (x, y in the sample's H&E pixels)."""
+        """``(n, genes)`` predictions for patches centered on ``xy_px`` (x, y in the sample's H&E pixels)."""
         if self.pipeline is None:
             raise RuntimeError("Fit the baseline first (`RidgeBaseline.fit`).")
         return self.pipeline.predict(self.features(sdata, xy_px)).astype(np.float32)
@@ -119,7 +119,7 @@ def channel_stack(sdata, microns_per_pixel: float) -> tuple[np.ndarray, float]:
 
 
 def patch_statistics(stack: np.ndarray, xy: np.ndarray, size: int) -> np.ndarray:
-    """Mean, standard deviation and percentiles of each channel over the ``size`` px square centerd on each point.
+    """Mean, standard deviation and percentiles of each channel over the ``size`` px square centered on each point.
 
     Points are ``(x, y)`` in stack pixels (continuous, pixel corners at integers); the image is mirrored at its edges.
     """

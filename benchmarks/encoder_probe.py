@@ -1,7 +1,7 @@
 """Linear probe of ResNet18 encoders on her2st: frozen features at each spot, ridge regression, leave-one-section-out.
 
 Measures what an encoder knows before any fine-tuning, in a minute instead of a PixNet training per fold: for each
-spot, the patch of ``--patch-px`` pixels at ``--microns-per-pixel`` centerd on it goes through the frozen encoder,
+spot, the patch of ``--patch-px`` pixels at ``--microns-per-pixel`` centered on it goes through the frozen encoder,
 the global averages of its layer2, layer3 and layer4 feature maps (128 + 256 + 512 values) are the features, and
 scikit-learn's ``StandardScaler`` + ``RidgeCV`` (the alphas of the ridge baseline) predicts the fold's top-250 genes
 (protocol ``pixnet_top250``, normalized as in ``benchmarks/her2st.py``). Scored per test section with PCC@M/S/F.
@@ -33,7 +33,7 @@ BATCH = 64
 
 
 def spot_patches(sdata, microns_per_pixel: float, patch_px: int) -> np.ndarray:
-    """``(n_spots, 3, patch_px, patch_px)`` uint8 patches centerd on the spots of the sample's table."""
+    """``(n_spots, 3, patch_px, patch_px)`` uint8 patches centered on the spots of the sample's table."""
     import histo2st as st
     from histo2st._inference._tiling import read_tile
 

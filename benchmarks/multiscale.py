@@ -11,7 +11,7 @@ every bin size:
 - PixNet: its dense map averaged over each spot and square bin (``st.tl.predict(spot_um=...)``);
 - THItoGene: ``st.tl.predict(spot_um=...)``, a prediction from a patch at each spot and bin center (from its dense
   map instead where a table has more than ``max_direct_spots`` bins, e.g. the 2 µm bins);
-- ridge: from the statistics of a patch of the training spot size centerd on each spot and bin.
+- ridge: from the statistics of a patch of the training spot size centered on each spot and bin.
 
 Each prediction is compared, on the same spots and bins for every model (those in the test region with expression,
 predicted by every model), with the truth: the tissue's noise-free expected counts of that spot or bin

@@ -54,7 +54,7 @@ def test_nan_does_not_spread_along_rows():
 
 def test_mean_is_over_covered_pixels_and_nan_when_empty():
     image = np.arange(2 * 6 * 7, dtype=np.float32).reshape(2, 6, 7)
-    centers = np.array([[0.0, 0.0], [3.5, 3.5], [3.0, 3.0]])  # corner (clipped), centerd, radius 0 between centers
+    centers = np.array([[0.0, 0.0], [3.5, 3.5], [3.0, 3.0]])  # corner (clipped), centered, radius 0 between centers
     means, counts = aggregate_circles(image, centers, [2.0, 1.0, 0.0], agg="mean")
     sums, _ = aggregate_circles(image, centers, [2.0, 1.0, 0.0], agg="sum")
     np.testing.assert_allclose(means[:2], sums[:2] / counts[:2, None])

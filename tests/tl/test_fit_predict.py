@@ -25,7 +25,7 @@ def test_predict_writes_dense_map_and_tables(fitted, tmp_path):
     st.tl.predict(sdata, model, spot_um=16)
     pred = sdata.images["pred"]
     assert list(pred.coords["c"].values) == model.genes
-    assert pred.dtype == np.float16
+    assert pred.dtype == np.float32
     assert pred.shape[1:] == (150, 150)  # 600 µm at 4 µm/px
     spots = sdata.tables["pred_spots"]
     assert spots.n_obs == sdata["table"].n_obs

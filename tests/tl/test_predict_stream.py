@@ -13,7 +13,7 @@ from forward_counter import count_forwards
 import histo2st as st
 from histo2st._core._tissue import tissue_mask
 from histo2st.model import PixNet
-from histo2st.tl._predict import off_tissue_nan
+from histo2st.tl._predict import off_tissue_zero
 from histo2st.tl._stream import PARTIAL_DIR
 
 GENES = [f"g{i}" for i in range(10)]  # two channel chunks of 8
@@ -53,11 +53,11 @@ def _chunk_files(store: Path, key: str, level: str = "s0") -> set[tuple[int, ...
 
 
 def _valued_chunks(values: np.ndarray, chunk: int) -> set[tuple[int, int, int]]:
-    """Chunks ``(c, y, x)`` of a ``(10, h, w)`` map (8 channels per chunk) that hold any value that is not NaN."""
+    """Chunks ``(c, y, x)`` of a ``(10, h, w)`` map (8 channels per chunk) that hold any value but the 0 off tissue."""
     out = set()
     for y in range(0, values.shape[1], chunk):
         for x in range(0, values.shape[2], chunk):
-            if np.isfinite(values[0, y : y + chunk, x : x + chunk]).any():
+            if (values[0, y : y + chunk, x : x + chunk] != 0).any():
                 out |= {(0, y // chunk, x // chunk), (1, y // chunk, x // chunk)}
     return out
 
@@ -75,8 +75,13 @@ def test_streams_blocks_and_writes_nothing_for_background(slide_path, tmp_path):
     assert data.chunks[1][0] == 128
     assert list(pred.coords["c"].values) == GENES
     values = data.compute()
-    assert np.isnan(values[:, :64, :64]).all()  # glass: never predicted
-    assert np.isfinite(values[:, 230:410, 230:410]).all()  # tissue (a square inside the disc)
+    assert not np.isnan(values).any()  # renders in spatialdata-plot as it is
+    tissue = sdata.labels["pred_tissue"].data.compute()
+    assert tissue.shape == values.shape[1:]
+    assert (values[:, :64, :64] == 0).all()  # glass: never predicted
+    assert (tissue[:64, :64] == 0).all()
+    assert (tissue[230:410, 230:410] == 1).all()  # tissue (a square inside the disc)
+    assert (values[:, tissue == 0] == 0).all()
 
     # only blocks with predicted tissue have chunk files; the glass around takes no disk space
     files = _chunk_files(store, "pred")
@@ -91,8 +96,8 @@ def test_streams_blocks_and_writes_nothing_for_background(slide_path, tmp_path):
     # what was streamed is what the model predicts, lazily, for the same tiles
     he = sdata["he"]["scale0"].ds["image"].data
     mask = tissue_mask(sdata["he"])
-    direct = off_tissue_nan(model.predict_image(he, 2.0, tissue_mask=mask, batch_size=4), *mask).compute()
-    np.testing.assert_allclose(values, direct.astype(np.float16), equal_nan=True)
+    direct = off_tissue_zero(model.predict_image(he, 2.0, tissue_mask=mask, batch_size=4), *mask).compute()
+    np.testing.assert_allclose(values, direct)
 
     back = sd.read_zarr(store)
     assert "pred" in back.images
@@ -105,7 +110,7 @@ def test_streams_blocks_and_writes_nothing_for_background(slide_path, tmp_path):
     assert "pred_spots" not in back.tables  # a slide has no measured spots
 
 
-def test_pyramid_levels_are_nan_aware_means(slide_path, tmp_path, monkeypatch):
+def test_pyramid_levels_are_2x2_means(slide_path, tmp_path, monkeypatch):
     monkeypatch.setattr("histo2st.tl._stream.pyramid_shapes",
                         lambda shape: st.tl._pyramid.pyramid_shapes(shape, min_side=200))  # fmt: skip
     store = tmp_path / "p.zarr"
@@ -116,9 +121,7 @@ def test_pyramid_levels_are_nan_aware_means(slide_path, tmp_path, monkeypatch):
     full = tree["scale0"].ds["image"].data.compute().astype(np.float32)
     half = tree["scale1"].ds["image"].data.compute().astype(np.float32)
     windows = full.reshape(len(GENES), 320, 2, 320, 2)
-    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
-        expected = np.nanmean(windows, axis=(2, 4))
-    np.testing.assert_allclose(half, expected.astype(np.float16), rtol=2e-3, equal_nan=True)
+    np.testing.assert_allclose(half, windows.mean(axis=(2, 4)), rtol=1e-6, atol=1e-7)
     assert _chunk_files(store, "viz", "s1") == _valued_chunks(half, 128)  # background: no file
     assert len(_chunk_files(store, "viz", "s2")) == 2  # one 160 px chunk in each of the 2 channel chunks
 
@@ -165,8 +168,8 @@ def test_same_call_on_a_distributed_cluster(slide_path, tmp_path):
     assert any("_store_block" in key for key in ran)
     he = sdata["he"]["scale0"].ds["image"].data
     mask = tissue_mask(sdata["he"])
-    direct = off_tissue_nan(_model().predict_image(he, 2.0, tissue_mask=mask, batch_size=4), *mask)
-    np.testing.assert_array_equal(sdata["pred"].data.compute(), direct.compute().astype(np.float16))
+    direct = off_tissue_zero(_model().predict_image(he, 2.0, tissue_mask=mask, batch_size=4), *mask)
+    np.testing.assert_array_equal(sdata["pred"].data.compute(), direct.compute())
     assert np.isfinite(sdata.tables["pred_square_16um"].X).all()
 
 

@@ -155,15 +155,20 @@ def test_a_map_too_large_for_memory_is_computed_once(fitted, tmp_path, monkeypat
         del model.module.forward  # the instance attribute set by count_forwards
 
 
-def test_the_map_is_empty_off_tissue_at_the_masks_resolution(fitted):
+def test_the_map_is_zero_off_tissue_and_labelled_at_the_masks_resolution(fitted):
     sdata, _ = fitted
     mask = np.zeros((40, 40), dtype=bool)
     mask[10:30, 5:20] = True
     st.tl.predict(sdata, key_added="masked", tissue_mask=mask, spot_um=16)
     values = np.asarray(sdata.images["masked"].data[0].compute(), dtype=float)
-    # 400 µm at 2 µm/px is 200 H&E px, 5 per mask pixel; the map has 4 µm pixels, so 2.5 map pixels per mask pixel
-    expected = np.repeat(np.repeat(mask, 5, 0), 5, 1)[1::2, 1::2]
-    np.testing.assert_array_equal(np.isfinite(values), expected)
+    tissue = sdata.labels["masked_tissue"].data.compute()
+    # 400 µm at 2 µm/px is 200 H&E px, 5 per mask pixel; a 4 µm map pixel covers 2 H&E px and holds a prediction
+    # when either lies on the mask
+    up = np.repeat(np.repeat(mask, 5, 0), 5, 1).reshape(100, 2, 100, 2)
+    expected = up.any(axis=(1, 3))
+    np.testing.assert_array_equal(tissue == 1, expected)
+    assert (values[~expected] == 0).all()
+    assert np.isfinite(values).all()
 
 
 def test_spatial_gene_shows_measured_spots_beside_the_prediction_cropped(fitted):

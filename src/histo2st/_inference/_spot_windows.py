@@ -28,14 +28,14 @@ def grid_coordinates(centers_um: np.ndarray, pitch_um: float) -> np.ndarray:
 
 
 def cut_patches(image, centers_px: np.ndarray, patch_px: int) -> np.ndarray:
-    """``(n, 3, p, p)`` uint8 patches centerd on ``centers_px`` (``(x, y)`` in pixels of ``image``), white outside.
+    """``(n, 3, p, p)`` uint8 patches centered on ``centers_px`` (``(x, y)`` in pixels of ``image``), white outside.
 
     ``image`` may be a numpy or dask ``(3, h, w)`` array; the box around all centers is read once.
     """
     centers_px = np.asarray(centers_px, dtype=np.float64)
     if len(centers_px) == 0:
         return np.empty((0, 3, patch_px, patch_px), dtype=np.uint8)
-    # a patch [x0, x0 + p) is centerd on cx when x0 = cx - p / 2, rounded to the pixel grid
+    # a patch [x0, x0 + p) is centered on cx when x0 = cx - p / 2, rounded to the pixel grid
     origins = np.rint(centers_px - patch_px / 2).astype(np.int64)
     lo = origins.min(0)
     side = int((origins.max(0) - lo).max()) + patch_px

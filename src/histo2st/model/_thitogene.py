@@ -182,12 +182,13 @@ class THItoGene(BaseModel):
     ) -> da.Array:
         """Dense prediction ``(genes, y, x)`` float32, one pixel per ``dense_um`` of tissue, for an H&E ``(3, y, x)``.
 
-        Pixel ``(i, j)`` is the prediction for the patch centerd on ``((j + 0.5), (i + 0.5)) * dense_um`` µm, so a
-        scale of ``dense_um / image_mpp`` aligns it with the H&E. Only points on tissue (the Otsu mask of
+        Pixel ``(i, j)`` is the prediction for the patch centered on ``((j + 0.5), (i + 0.5)) * dense_um`` µm, so a
+        scale of ``dense_um / image_mpp`` aligns it with the H&E. Only pixels that cover tissue (the Otsu mask of
         :func:`histo2st.tl.aggregate`) are predicted; the others are NaN. The image is computed in memory, window by
         window (``genes`` × the number of grid points floats). ``tissue_mask`` ``(mask, image pixels per mask
         pixel)`` replaces that mask; ``batch_size`` is not used (the model predicts windows of ``window_spots``).
         """
+        from .._core._maps import tissue_pixels_block
         from .._core._tissue import tissue_mask as find_tissue
 
         stride_px = self.map_microns_per_pixel / image_mpp
@@ -195,9 +196,8 @@ class THItoGene(BaseModel):
         gy, gx = np.mgrid[0:height, 0:width]
         xy = np.column_stack([(gx.ravel() + 0.5) * stride_px, (gy.ravel() + 0.5) * stride_px])
         mask, factor = find_tissue(image) if tissue_mask is None else tissue_mask
-        i = np.clip((xy[:, 1] / factor).astype(int), 0, mask.shape[0] - 1)
-        j = np.clip((xy[:, 0] / factor).astype(int), 0, mask.shape[1] - 1)
-        on = np.flatnonzero(mask[i, j])
+        # the pixels st.tl.predict keeps and labels as tissue: those that cover any tissue of the mask
+        on = np.flatnonzero(tissue_pixels_block(mask, factor / stride_px, (0, height), (0, width)))
         logger.info(
             f"Predicting a {height} x {width} map every {self.map_microns_per_pixel:.3g} µm ({len(on)} patches)."
         )

@@ -98,7 +98,7 @@ class THItoGeneModule(nn.Module):
         Parameters
         ----------
         patches
-            ``(N, 3, p, p)`` or ``(B, N, 3, p, p)`` float patches centerd on the spots, ``p = patch_px``.
+            ``(N, 3, p, p)`` or ``(B, N, 3, p, p)`` float patches centered on the spots, ``p = patch_px``.
         grid_xy
             ``(N, 2)`` or ``(B, N, 2)`` integer grid coordinates ``(x, y)`` of the spots, from 0.
         adjacency

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._constants import MICRONS_CS, PRED_KEY, TRUTH_KEY
 from .._core._aggregate_arrays import aggregate_array
+from .._core._maps import valued_image
 from .._docs import PLOT_DOC, doc_params
 from ._figure import finish, panel_grid, value_range
 from ._planes import affine, channel_names, full_resolution, sample_keys
@@ -111,7 +112,7 @@ def multiscale(
     units = units_label(prediction_params(sdata, pred_key, table_key), default="predicted expression")
     panels = []
     for label, key in maps:
-        element = full_resolution(sdata.images[key])
+        element = valued_image(sdata, key)
         gene_index = channel_names(sdata.images[key]).index(gene)
         normalize = label == "truth" and normalize_truth
         um_per_px, tx, ty = geometry[key][:3]

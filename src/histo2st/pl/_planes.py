@@ -105,3 +105,15 @@ def read_plane(element, *, name: str, channels=None, max_px: int, coordinate_sys
     width = n_x * step * full_w / w * sx
     height = n_y * step * full_h / h * sy
     return Plane(values, (tx, tx + width, ty + height, ty))
+
+
+def on_plane(labels, shape: tuple[int, int]) -> np.ndarray:
+    """A labels element sampled at the pixels of a plane of ``shape`` (nearest pixel), computing only those.
+
+    The plane is one :func:`read_plane` read from an image on the labels' full-resolution grid.
+    """
+    full = levels(labels)[0]
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * full.shape[0] / shape[0]).astype(np.intp), full.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * full.shape[1] / shape[1]).astype(np.intp), full.shape[1] - 1)
+    data = full.data[rows][:, cols]
+    return np.asarray(data.compute() if hasattr(data, "compute") else data)

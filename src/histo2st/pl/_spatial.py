@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._constants import ATTRS_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY, TRUTH_KEY
+from .._core._maps import tissue_key
 from .._docs import PLOT_DOC, doc_params
 from .._logging import logger
 from ._figure import finish, panel_grid, value_range
-from ._planes import affine, channel_names, read_plane, sample_keys
+from ._planes import affine, channel_names, on_plane, read_plane, sample_keys
 from ._units import normalize_counts, normalize_params, prediction_params, truth_params, units_label
 
 if TYPE_CHECKING:
@@ -255,7 +256,10 @@ class _Reader:
         _check_channel(element, gene, key)
         plane = read_plane(element, name=key, channels=gene, max_px=self.max_px,
                            coordinate_system=self.coordinate_system)  # fmt: skip
-        return _Layer(f"{gene}: predicted", self.pred_units, plane.values.astype(np.float32), extent=plane.extent)
+        values = plane.values.astype(np.float32)
+        if tissue_key(key) in sdata.labels:  # a stored map is 0 off tissue: draw nothing there
+            values[on_plane(sdata.labels[tissue_key(key)], values.shape) == 0] = np.nan
+        return _Layer(f"{gene}: predicted", self.pred_units, values, extent=plane.extent)
 
     def truth(self, gene: str) -> _Layer:
         sdata, key = self.sdata, self.truth_key

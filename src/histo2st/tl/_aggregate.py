@@ -10,6 +10,7 @@ import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, PIXEL_CS, REGION_KEY, SPATIAL_KEY
 from .._core._aggregate_arrays import TILE_BYTES, aggregate_array
+from .._core._maps import valued_image
 from .._core._tissue import sample_tissue_mask
 from .._logging import log_added
 
@@ -26,6 +27,7 @@ def aggregate(
     shape: Literal["square", "circle"] = "square",
     agg: Literal["mean", "sum"] = "mean",
     tissue_mask: np.ndarray | bool | None = None,
+    tissue_labels: str | None = None,
     key_added: str | None = None,
     inplace: bool = True,
     overwrite: bool = False,
@@ -37,7 +39,8 @@ def aggregate(
     bins of edge ``spot_um`` as in Visium HD, or circles of diameter ``spot_um`` on a square lattice of that pitch.
     The map is read tile by tile, so a lazy map larger than memory works; see :func:`aggregate_array` for the rules
     (pixel-center rule for circles, exact area weights for squares, clipping at the map's edge). NaN pixels (a map
-    predicted only on tissue) have no value: they are skipped, and a spot that covers none with a value gets NaN.
+    predicted only on tissue) have no value: they are skipped, and a spot that covers none with a value gets NaN. So
+    have the pixels that a predicted map's tissue labels (``labels[f"{image_key}_tissue"]``) mark 0.
 
     Parameters
     ----------
@@ -58,6 +61,9 @@ def aggregate(
         Where the grid goes: ``None`` computes a mask from the H&E (Otsu on saturation) with the measured spots
         added, as ``st.tl.predict`` does, so its grids and this one have the same bins; ``False`` covers the whole
         map, or a bool array that covers the H&E extent at any resolution. Ignored with ``shapes_key``.
+    tissue_labels
+        Labels element on the image's pixel grid whose 0 pixels have no value; default ``f"{image_key}_tissue"``
+        when the sample has it (``st.tl.predict`` writes it beside each map).
     key_added
         Name of the new table (its shapes are ``"{key_added}_shapes"``: spatialdata names are unique across element
         types); default ``"{image_key}_{shape}_{spot_um}um"`` or ``"{image_key}_{shapes_key}"``.
@@ -88,7 +94,7 @@ def aggregate(
     scale = get_scale(sdata)
     _check(sdata, image_key, shape, spot_um)
     element = sdata.images[image_key]
-    image = element["scale0"].ds["image"] if hasattr(element, "children") else element
+    image = valued_image(sdata, image_key, tissue_labels=tissue_labels)
     map_scale, offset = _to_global(element, image_key)
     regions = _regions(sdata, scale, image.shape[1:], map_scale, offset, shapes_key=shapes_key, spot_um=spot_um,
                        shape=shape, tissue_mask=tissue_mask)  # fmt: skip

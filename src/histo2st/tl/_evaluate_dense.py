@@ -12,6 +12,7 @@ import pandas as pd
 from .._constants import ATTRS_KEY, MICRONS_CS, PRED_KEY, TABLE_KEY, TRUTH_KEY, VISIUM_HD_BINS_UM
 from .._core import as_gene_list
 from .._core._aggregate_arrays import aggregate_array
+from .._core._maps import valued_image
 from .._logging import log_added
 from ..metrics import PCC_SUMMARY, mae, mse, pcc_per_gene, pcc_summary, ssim_per_gene
 
@@ -162,8 +163,7 @@ def _map(sdata, key: str):
             f"Image '{key}' must map to '{MICRONS_CS}' by an equal x/y scale and a translation (no rotation or "
             f"shear); got the matrix {m.round(4).tolist()}."
         )
-    image = element["scale0"].ds["image"] if hasattr(element, "children") else element
-    return image, (float(m[0, 0]), float(m[0, 2]), float(m[1, 2]))
+    return valued_image(sdata, key), (float(m[0, 0]), float(m[0, 2]), float(m[1, 2]))
 
 
 def _genes(pred, truth, genes, pred_key: str, truth_key: str) -> list[str]:

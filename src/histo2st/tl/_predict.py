@@ -15,6 +15,7 @@ import numpy as np
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
 from .._core import quiet_zarr
+from .._core._maps import tissue_key, tissue_pixels, tissue_pixels_block
 from .._core._tissue import regions_on_tissue, sample_tissue_mask
 from .._inference._tiling import MAX_HALO_PX
 from .._logging import log_added, logger
@@ -41,7 +42,7 @@ def predict(
     shapes_key: str | None = None,
     genes=None,
     dense: bool = True,
-    dtype: str = "float16",
+    dtype: str = "float32",
     tissue_mask: np.ndarray | bool | None = None,
     batch_size: int | None = None,
     key_added: str = PRED_KEY,
@@ -85,14 +86,15 @@ def predict(
         Keep the dense map (and an ensemble's standard deviation map) as image elements. With ``False`` the maps are
         only used to fill the tables.
     dtype
-        Dtype of the stored dense map.
+        Dtype of the stored dense map. ``"float16"`` halves its size, but spatialdata-plot (scipy's affine
+        transform) and napari do not render float16 images.
     tissue_mask
         Where to predict: ``None`` finds the tissue on a low-resolution level of the H&E (Otsu on saturation) and
         adds every measured spot (a measured spot lies on tissue, however pale);
-        ``False`` predicts everywhere; or a bool array over the H&E extent at any resolution. The map is NaN off
-        the mask, at the mask's own resolution, and the bin grids follow the same mask, so the image and the bin
-        tables agree on where tissue is; tiles far from tissue are not computed (in a zarr store they take no disk
-        space).
+        ``False`` predicts everywhere; or a bool array over the H&E extent at any resolution. The map holds a
+        prediction at every pixel that covers tissue of the mask, and the bin grids follow the same mask, so the
+        image and the bin tables agree on where tissue is; tiles far from tissue are not computed (in a zarr
+        store they take no disk space).
     batch_size
         Tiles per forward pass (models that tile, e.g. PixNet); default from the device (a GPU's free memory).
     key_added
@@ -113,11 +115,15 @@ def predict(
 
     ``sdata.images[key_added]``
         ``(genes, y, x)`` dense prediction at the model's map resolution (PixNet: its pixels; THItoGene: one patch
-        every ``dense_um``), NaN off tissue, aligned to the H&E by a scale to ``"global"`` and to ``"microns"`` (only
-        if ``dense``). In a zarr-backed sample it is written to the store with chunks of 8 genes, as a multiscale
-        image (``scale0`` the map, then halved levels for viewing); its zarr attributes record the model and the
-        write under ``"histo2st"``. Otherwise it is kept in memory (up to 2 GB), or written the same way to a zarr
-        store in ``spill_dir``.
+        every ``dense_um``), 0 off tissue, aligned to the H&E by a scale to ``"global"`` and to ``"microns"`` (only
+        if ``dense``). It has no NaN, so spatialdata-plot and napari render it as it is. In a zarr-backed sample it
+        is written to the store with chunks of 8 genes, as a multiscale image (``scale0`` the map, then halved levels
+        for viewing); its zarr attributes record the model and the write under ``"histo2st"``. Otherwise it is
+        kept in memory (up to 2 GB), or written the same way to a zarr store in ``spill_dir``.
+    ``sdata.labels[f"{key_added}_tissue"]``
+        ``(y, x)`` uint8 on the map's pixel grid: 1 where the map holds a prediction, 0 off tissue (only if ``dense``
+        and with a tissue mask). histo2st's aggregation, evaluation and plots leave its 0 pixels out; in
+        spatialdata-plot, ``render_labels`` draws it over the map.
     ``sdata.tables[f"{key_added}_spots"]``
         Mean predicted expression over each measured spot, annotating the measured spots' shapes; its rows carry the
         measured table's spot names (only when the sample has measured spots).
@@ -135,7 +141,7 @@ def predict(
 
     ``sdata.images[f"{key_added}_std"]``
         ``(genes, y, x)`` standard deviation over the members (``ddof=0``) at each pixel: same shape, genes, dtype,
-        transformations, storage and NaN off tissue as ``images[key_added]`` (only if ``dense``). Both maps come from
+        transformations, storage and tissue labels as ``images[key_added]`` (only if ``dense``). Both maps come from
         one pass of each member over each block.
     ``layers["std"]`` of every table
         Per spot and gene: for ``"map aggregate"`` tables the mean of the per-pixel standard deviation over the spot,
@@ -181,6 +187,8 @@ def predict(
     written = [f"images['{name}']" for name in maps]
 
     before = _element_names(sdata)
+    if not placeholder and mask is not None:
+        _add_tissue_labels(sdata, key_added, dense_map, mask, model.map_microns_per_pixel, scale.microns_per_pixel)
     tables = _table_requests(sdata, scale, key_added, spot_ums, shape, shapes_key, tissue_mask, mask)
     _fill_tables(sdata, tables, key_added, spread, overwrite)
     if scale.shapes_key in sdata.shapes:
@@ -190,11 +198,14 @@ def predict(
         if name in sdata.tables:
             _describe_table(sdata.tables[name], name, model, card, he_full.data, scale.microns_per_pixel, device,
                             gene_idx, placeholder=placeholder)  # fmt: skip
-    written += [f"{'tables' if n in sdata.tables else 'shapes'}['{n}']" for n in new]
+    written += [f"{_kind(sdata, n)}['{n}']" for n in new]
     if not dense:
         for name in maps:
             del sdata.images[name]
             written.remove(f"images['{name}']")
+        if tissue_key(key_added) in sdata.labels:
+            del sdata.labels[tissue_key(key_added)]
+            new.remove(tissue_key(key_added))
     if sdata.is_backed():
         _write_new(sdata, new, maps, taken, key_added)
     log_added("sdata", written, start)
@@ -202,7 +213,7 @@ def predict(
 
 def _dense_map(model, he, he_mpp: float, mask, slide_mpp: float, gene_idx: list[int], n_maps: int,
                placeholder: bool, *, batch_size, device):  # fmt: skip
-    """The lazy ``(n_maps * genes, y, x)`` map at the model's map resolution, NaN off the tissue mask.
+    """The lazy ``(n_maps * genes, y, x)`` map at the model's map resolution, 0 off the tissue mask.
 
     Models that tile (PixNet) run ``batch_size`` tiles a pass; every model may skip what lies away from the mask.
     """
@@ -216,21 +227,20 @@ def _dense_map(model, he, he_mpp: float, mask, slide_mpp: float, gene_idx: list[
     dense_map = dense_map[channel_idx]
     if mask is None:
         return dense_map
-    return off_tissue_nan(dense_map, mask[0], mask[1] / (map_um / slide_mpp))
+    return off_tissue_zero(dense_map, mask[0], mask[1] / (map_um / slide_mpp))
 
 
-def off_tissue_nan(dense_map: da.Array, mask: np.ndarray, mask_px: float) -> da.Array:
-    """``dense_map`` ``(c, y, x)`` with NaN at the pixels that hold no tissue of ``mask``.
+def off_tissue_zero(dense_map: da.Array, mask: np.ndarray, mask_px: float) -> da.Array:
+    """``dense_map`` ``(c, y, x)`` with 0 at the pixels :func:`tissue_pixels` leaves out.
 
-    ``mask_px`` is the number of map pixels per mask pixel. A map pixel is kept when any mask pixel it covers is
-    tissue (not only the one at its center): a bin of ``st.tl.aggregate``'s grid is kept when the mask at its center
-    is tissue, and the map pixel over that center must then hold a value, or the bin's row would be NaN.
+    ``mask_px`` is the number of map pixels per mask pixel. One task per block of the map, so each block is predicted,
+    masked and stored before the next is predicted (an interrupted streamed write keeps what it finished).
     """
 
     def block(values: np.ndarray, block_info=None) -> np.ndarray:
         (y0, y1), (x0, x1) = block_info[0]["array-location"][1:]
-        on = regions_on_tissue(mask, mask_px, np.arange(y0, y1 + 1), np.arange(x0, x1 + 1))
-        return np.where(on[None], values, np.float32(np.nan)).astype(values.dtype, copy=False)
+        on = tissue_pixels_block(mask, mask_px, (y0, y1), (x0, x1))
+        return np.where(on[None], values, np.zeros((), dtype=values.dtype))
 
     return da.map_blocks(block, dense_map, dtype=dense_map.dtype, meta=np.empty((0, 0, 0), dtype=dense_map.dtype))
 
@@ -238,13 +248,8 @@ def off_tissue_nan(dense_map: da.Array, mask: np.ndarray, mask_px: float) -> da.
 def _store_map(sdata, outputs: dict[str, list[str]], dense_map, model, mask, slide_mpp: float, *, source, dtype: str,
                card: dict, overwrite: bool, placeholder: bool, dense: bool, spill_dir) -> None:  # fmt: skip
     """Add the map's image elements: streamed into the sample's store, kept in memory, or spilled to ``spill_dir``."""
-    from spatialdata.transformations import Scale
-
     map_um = model.map_microns_per_pixel
-    transformations = {
-        PIXEL_CS: Scale([map_um / slide_mpp] * 2, axes=("y", "x")),
-        MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
-    }
+    transformations = _map_transformations(map_um, slide_mpp)
     nbytes = int(np.prod(dense_map.shape)) * np.dtype(dtype).itemsize
     if placeholder or (not _streams(sdata) and nbytes <= PERSIST_BYTES):
         _keep_in_memory(sdata, outputs, dense_map.astype(dtype), transformations, persist=dense and not placeholder)
@@ -280,6 +285,25 @@ def _store_map(sdata, outputs: dict[str, list[str]], dense_map, model, mask, sli
             if key in sdata.images:
                 del sdata.images[key]
             sdata.images[key] = target.images[key]
+
+
+def _map_transformations(map_um: float, slide_mpp: float) -> dict:
+    from spatialdata.transformations import Scale
+
+    return {
+        PIXEL_CS: Scale([map_um / slide_mpp] * 2, axes=("y", "x")),
+        MICRONS_CS: Scale([map_um, map_um], axes=("y", "x")),
+    }
+
+
+def _add_tissue_labels(sdata, key_added: str, dense_map, mask, map_um: float, slide_mpp: float) -> None:
+    """``labels[f"{key_added}_tissue"]``: 1 at the map's pixels that hold a prediction (see ``_core._maps``)."""
+    from spatialdata.models import Labels2DModel
+
+    chunks = da.core.normalize_chunks(MEMORY_CHUNK, dense_map.shape[1:])
+    on = tissue_pixels(mask[0], mask[1] * slide_mpp / map_um, dense_map.shape[1:], chunks)
+    labels = Labels2DModel.parse(on, dims=("y", "x"), transformations=_map_transformations(map_um, slide_mpp))
+    sdata.labels[tissue_key(key_added)] = labels.persist()
 
 
 def _spill_store(sdata, spill_dir, nbytes: int):
@@ -329,7 +353,8 @@ def _fill_tables(sdata, tables: list, key_added: str, spread: bool, overwrite: b
     for key, kwargs in tables:
         aggregate(sdata, key_added, key_added=key, overwrite=overwrite, **kwargs)
         if spread:
-            _, spread_table = aggregate(sdata, f"{key_added}_std", key_added=key, inplace=False, **kwargs)
+            _, spread_table = aggregate(sdata, f"{key_added}_std", key_added=key, inplace=False,
+                                        tissue_labels=tissue_key(key_added), **kwargs)  # fmt: skip
             sdata.tables[key].layers["std"] = spread_table.X
 
 
@@ -489,6 +514,10 @@ def _name_like_measured(pred, measured) -> None:
     """Give the rows of the measured-spot predictions the measured table's spot names (matched by instance id)."""
     names = dict(zip(measured.obs[INSTANCE_KEY].to_numpy(), measured.obs_names, strict=True))
     pred.obs_names = [names.get(i, f"spot_id_{i}") for i in pred.obs[INSTANCE_KEY].to_numpy()]
+
+
+def _kind(sdata, name: str) -> str:
+    return next(kind for kind in ("tables", "shapes", "labels", "images") if name in getattr(sdata, kind))
 
 
 def _element_names(sdata) -> set[str]:

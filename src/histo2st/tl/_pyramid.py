@@ -23,8 +23,8 @@ def write_levels(arrays: list) -> None:
     """Fill ``arrays[1:]`` (zarr arrays, ``(c, y, x)``) from ``arrays[0]``, each level from the one above.
 
     Every output chunk is computed from the input window it covers, so memory stays at a few chunks, and each is
-    written by one task (safe in parallel, also on a ``dask.distributed`` cluster). Chunks that are NaN throughout
-    (background) are not written, as the arrays' fill value is NaN.
+    written by one task (safe in parallel, also on a ``dask.distributed`` cluster). Chunks equal to the arrays' fill
+    value throughout (background) are not written.
     """
     for above, below in zip(arrays[:-1], arrays[1:], strict=True):
         c_chunk, y_chunk, x_chunk = below.chunks

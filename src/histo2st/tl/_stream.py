@@ -89,7 +89,7 @@ def stream_map(
     transformations
         Transformations of the full-resolution level (of every output).
     blocks_on
-        ``(n_y_chunks, n_x_chunks)`` bool: blocks to compute; the others stay NaN and take no disk space.
+        ``(n_y_chunks, n_x_chunks)`` bool: blocks to compute; the others stay 0 (the fill value) and take no disk space.
     dtype
         Stored dtype (float).
     fingerprint
@@ -204,7 +204,7 @@ def _remove(*paths: Path) -> None:
 
 
 def _create(partial: Path, key, spatial_chunks, channels, transformations, chunk, dtype) -> None:
-    """The element's group, with spatialdata's metadata, and empty (NaN) arrays for every level."""
+    """The element's group, with spatialdata's metadata, and empty (0) arrays for every level."""
     import dask.array as da
     import spatialdata as sd
     import zarr
@@ -228,7 +228,7 @@ def _create(partial: Path, key, spatial_chunks, channels, transformations, chunk
     shutil.rmtree(scratch)
     for name, shape in zip(_level_arrays(partial), shapes, strict=True):
         zarr.create_array(store=str(partial), name=name, shape=(len(channels), *shape), chunks=chunk, dtype=dtype,
-                          fill_value=np.nan, dimension_names=("c", "y", "x"), overwrite=True)  # fmt: skip
+                          fill_value=0, dimension_names=("c", "y", "x"), overwrite=True)  # fmt: skip
 
 
 def _create_done(done_path: Path, spatial_chunks, digest: str, outputs: list[str]) -> None:
@@ -251,7 +251,7 @@ def _level_arrays(partial: Path) -> list[str]:
 def _store_block(block: np.ndarray, targets, done_path: str, region, index, dtype) -> float:
     """Write one block to the chunks of each ``(array, first, stop)`` target, then mark it done; seconds spent.
 
-    Each target gets the block's channels ``first:stop``; all-NaN chunks are skipped by zarr.
+    Each target gets the block's channels ``first:stop``; all-0 chunks (off tissue) are skipped by zarr.
     """
     import zarr
 

@@ -46,7 +46,7 @@ class TileSlide:
 def tissue_tile_centers(mask: np.ndarray, mask_px: float, shape: tuple[int, int], tile_px: int, *, min_tissue: float):
     """Centers ``(y, x)`` of the tiles of a ``tile_px`` grid over an image of ``shape`` that hold enough tissue.
 
-    The grid is centerd on the image; a tile is kept when at least ``min_tissue`` of the mask pixels it covers are
+    The grid is centered on the image; a tile is kept when at least ``min_tissue`` of the mask pixels it covers are
     tissue. ``mask_px`` is the number of image pixels per mask pixel.
     """
     h, w = shape
