@@ -77,7 +77,8 @@ def test_scanpy_clusters_and_squidpy_autocorrelation_on_the_bin_table(store):
     sdata = sd.read_zarr(store)
     bins = sdata.tables["pred_square_8um"].copy()
     assert np.isfinite(bins.X).all()
-    sc.pp.neighbors(bins, n_neighbors=10, use_rep="X")
+    # pynndescent is what scanpy uses from 8192 rows on, i.e. on the bin table of any real section
+    sc.pp.neighbors(bins, n_neighbors=10, use_rep="X", transformer="pynndescent")
     sc.tl.leiden(bins, flavor="igraph", n_iterations=2, resolution=0.5)
     assert bins.obs["leiden"].nunique() >= 2
     sq.gr.spatial_neighbors(bins, coord_type="grid", n_neighs=4, spatial_key="spatial")
