@@ -10,10 +10,11 @@ Runs, in one process and in this order, exactly what a new user types::
 
 and then writes the sample (``st.io.write_zarr``), reads it back and opens it in the tools a user has next
 (spatialdata-plot ``render_images`` of the map with its tissue labels, scanpy neighbors and leiden on the 8 µm
-bins, with their seconds and the peak RSS after rendering). It prints JSON with the seconds of every step and in total, whether
-``spatial_gene`` and the write ran the network again (forward passes counted), and the validation PCC@M of the model
-(mean over genes of the Pearson correlation across the 15 % validation spots ``fit`` held out) beside the color/texture
-ridge baseline's (``_ridge.py``) trained on the other 85 % of the same section and scored on the same spots.
+bins, with their seconds and the peak RSS after rendering). It prints JSON with the seconds of every step and in
+total, whether ``spatial_gene`` and the write ran the network again (forward passes counted), and the validation
+PCC@M of the model (mean over genes of the Pearson correlation across the 15 % validation spots ``fit`` held out)
+beside the color/texture ridge baseline's (``_ridge.py``) trained on the other 85 % of the same section and scored
+on the same spots.
 
     python benchmarks/quickstart.py --section C3 --out runs/quickstart.json
 """
