@@ -86,3 +86,24 @@ def test_scanpy_clusters_and_squidpy_autocorrelation_on_the_bin_table(store):
     moran = bins.uns["moranI"]["I"]
     assert set(moran.index) == set(bins.var_names)
     assert (moran > 0.2).all()  # neighboring 8 µm bins of a smooth predicted map agree
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_real_section_predicted_opens_in_spatialdata_plot_and_scanpy(shared_data, tiny_pixnet, tmp_path):
+    # the same path on her2st C2 (9300 x 9900 px H&E): a whole section's map, and a bin table over 8192 rows
+    sdata = st.io.read_her2st(shared_data / "her2st", "C2")
+    st.pp.normalize(sdata)
+    st.pp.select_genes(sdata, n_top=20)
+    st.tl.fit(sdata, "pixnet", epochs=1, max_time=20, microns_per_pixel=8.0, progress=False, **tiny_pixnet)
+    st.tl.predict(sdata, spot_um=16)
+    path = tmp_path / "c2.zarr"
+    st.io.write_zarr(sdata, path)
+    back = sd.read_zarr(path)
+    assert _render(back, tmp_path / "c2.png").std() > 0.01
+    bins = back.tables["pred_square_16um"].copy()
+    assert bins.n_obs > 8192
+    assert np.isfinite(bins.X).all()
+    sc.pp.neighbors(bins, use_rep="X")
+    sc.tl.leiden(bins, flavor="igraph", n_iterations=2)
+    assert bins.obs["leiden"].nunique() >= 2
