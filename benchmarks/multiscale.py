@@ -62,6 +62,7 @@ def make_tissue(spec: dict):
         microns_per_pixel=spec["microns_per_pixel"],
         n_genes=spec["n_genes"],
         n_cell_types=spec["n_cell_types"],
+        context=spec.get("context", 0.0),
         bins_um=spec["bins_um"],
         seed=spec["seed"],
     )
@@ -240,6 +241,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     tissue.add_argument("--n-genes", type=int, default=32)
     tissue.add_argument("--n-cell-types", type=int, default=5)
     tissue.add_argument("--tissue-seed", type=int, default=0)
+    tissue.add_argument(
+        "--context", type=float, default=0.0, help="context-driven expression (synthetic_tissue's `context`)"
+    )
     tissue.add_argument("--bins", type=int, nargs="+", default=[2, 8, 16], help="bin sizes in whole µm")
     tissue.add_argument("--train-fraction", type=float, default=0.6, help="share of the width left of the split")
     tissue.add_argument("--guard-um", type=float, default=100.0, help="band around the split used by neither side")
@@ -266,6 +270,7 @@ def main(argv=None) -> dict:
         "microns_per_pixel": args.tissue_microns_per_pixel,
         "n_genes": args.n_genes,
         "n_cell_types": args.n_cell_types,
+        "context": args.context,
         "bins_um": sorted(args.bins),
         "seed": args.tissue_seed,
         "train_fraction": args.train_fraction,

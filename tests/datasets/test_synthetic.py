@@ -191,6 +191,8 @@ def test_all_cell_types_and_small_gene_sets():
         ({"n_cell_types": 9}, "n_cell_types"),
         ({"n_genes": 3}, "every type has a marker"),
         ({"noise": -0.1}, "noise"),
+        ({"context": -1.0}, "context"),
+        ({"context": float("nan")}, "context"),
         ({"capture_efficiency": 1.5}, "capture_efficiency"),
         ({"bins_um": (2, 5)}, "multiple of the smallest"),
         ({"bins_um": (2.5,)}, "whole"),
@@ -202,3 +204,50 @@ def test_all_cell_types_and_small_gene_sets():
 def test_rejects_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         st.datasets.synthetic_tissue(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def contextual():
+    return st.datasets.synthetic_tissue(size_um=1200, seed=1, capture_efficiency=CAPTURE, context=1.0)
+
+
+def _context_drive(sdata) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per tumour cell: log expression, and each gene's context drive ``w · z``, for genes with context weights."""
+    cells = sdata.tables[CELLS_TABLE_KEY]
+    weights = sdata.tables["table"].varm["context_weights"].to_numpy()
+    drive = cells.obsm["context"].to_numpy() @ weights.T
+    tumour = (cells.obs["cell_type"] == "tumour").to_numpy()
+    driven = np.abs(weights).sum(1) > 0
+    return np.log(_dense(cells.X)[tumour][:, driven]), drive[tumour][:, driven], weights
+
+
+def test_context_changes_expression_at_a_fixed_cell_type(contextual, sample):
+    # the same cell type, the same genes: with context the log expression follows each gene's context drive, and
+    # without it (the default) it does not
+    log_x, drive, weights = _context_drive(contextual)
+    with_context = np.median([np.corrcoef(log_x[:, g], drive[:, g])[0, 1] for g in range(log_x.shape[1])])
+    log_x, drive, _ = _context_drive(sample)
+    without = np.median([np.corrcoef(log_x[:, g], drive[:, g])[0, 1] for g in range(log_x.shape[1])])
+    assert with_context > 0.8  # the rest is the per-cell noise (0.3 in log units against 1.0 of context)
+    assert abs(without) < 0.1
+    roles = contextual.tables["table"].var["role"].to_numpy()
+    assert (np.abs(weights[roles == "housekeeping"]).sum(1) == 0).all()
+    np.testing.assert_allclose(np.linalg.norm(weights[roles != "housekeeping"], axis=1), 1.0)
+
+
+def test_context_keeps_the_layout_and_each_types_mean(contextual, sample):
+    np.testing.assert_array_equal(np.asarray(contextual.images["he"].data), np.asarray(sample.images["he"].data))
+    plain, rich = (_dense(s.tables[CELLS_TABLE_KEY].X) for s in (sample, contextual))
+    kind = sample.tables[CELLS_TABLE_KEY].obs["cell_type"].to_numpy()
+    for name in np.unique(kind):
+        # the factors average 1 over every cell of a type; the table leaves out the few cells hidden by others
+        np.testing.assert_allclose(rich[kind == name].mean(0), plain[kind == name].mean(0), rtol=0.15)
+    assert np.abs(np.log(rich / plain)).mean() > 0.3  # yet cell by cell it differs
+
+
+def test_invasive_front_is_a_state_only_tumour_cells_at_the_border_have(contextual):
+    cells = contextual.tables[CELLS_TABLE_KEY]
+    front = cells.obsm["context"]["invasive_front"].to_numpy()
+    is_front = front > front.min()
+    assert is_front.any()
+    assert (cells.obs["cell_type"].to_numpy()[is_front] == "tumour").all()

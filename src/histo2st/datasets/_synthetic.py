@@ -15,7 +15,8 @@ from .._logging import log_added
 from .._settings import settings
 from ._synthetic_bins import sample_bins
 from ._synthetic_cells import BACKGROUND, CELL_TYPES, REGIONS, make_layout
-from ._synthetic_elements import bins_elements, cells_elements, labels_array, truth_element
+from ._synthetic_context import CONTEXT_FEATURES, context_factors, context_features, context_weights
+from ._synthetic_elements import CELL_ID_KEY, bins_elements, cells_elements, labels_array, truth_element
 from ._synthetic_expression import LabelMap, cell_expression, gene_roles, make_profiles, truth_map
 from ._synthetic_render import rasterize, to_rgb
 from ._synthetic_spots import hex_spot_grid, measure_spots
@@ -24,6 +25,8 @@ MPP_RANGE = (0.1, 4.0)
 #: Refuse truth maps above this size in bytes (n_genes x pixels x 4); the maps are built in memory.
 MAX_TRUTH_BYTES = 8 * 2**30
 CELL_TYPE_FRACTION_KEY = "cell_type_fraction"
+CONTEXT_KEY = "context"
+CONTEXT_WEIGHTS_KEY = "context_weights"
 PROFILE_KEY = "cell_type_profile"
 
 
@@ -36,6 +39,7 @@ def synthetic_tissue(
     n_genes: int = 32,
     n_cell_types: int = 5,
     noise: float = 0.3,
+    context: float = 0.0,
     capture_efficiency: float = 0.3,
     bins_um: Sequence[int] | None = None,
     seed: int | None = None,
@@ -65,6 +69,12 @@ def synthetic_tissue(
         (fat), macrophage, endothelial (vessels), plasma cell. Regions whose cell type is left out become stroma.
     noise
         Cell-to-cell expression variation: standard deviation of the log of a mean-preserving log-normal factor.
+    context
+        How much expression depends on where a cell sits, beyond its type: the standard deviation of the log of a
+        factor set by the cell's tumour depth, distance to the tissue edge, immune neighbourhood and invasive-front
+        state (natural-log units; 0 = expression follows cell type only, 1 = a gene varies about 2.7-fold with its
+        context at a fixed type). These features are barely visible in a spot-sized colour patch, so with
+        ``context > 0`` a model must see the surroundings to predict them. See ``_synthetic_context``.
     capture_efficiency
         Fraction of the truth's molecules that are counted, in (0, 1]; counts are Poisson with mean
         ``capture_efficiency`` times the truth summed over the spot or bin.
@@ -91,9 +101,11 @@ def synthetic_tissue(
         Spots whose area is at least half over tissue; ``X`` and ``layers["counts"]`` the sampled counts,
         ``layers["expected"]`` their Poisson means, ``obsm["spatial"]``, ``obs["array_row"/"array_col"]`` (Visium
         convention), ``obsm["cell_type_fraction"]`` (fraction of each spot covered by each type's cell bodies),
-        ``var["role"/"marker_of"]`` and ``varm["cell_type_profile"]`` (UMI per µm² of cell body at full capture).
+        ``var["role"/"marker_of"]``, ``varm["cell_type_profile"]`` (UMI per µm² of cell body at full capture) and
+        ``varm["context_weights"]`` (each gene's weights on the context features; they apply when ``context > 0``).
     ``labels["cells"]`` and ``tables["table_cells"]``
-        Cell bodies, with ``obs["cell_type"]``, centers and, as ``X``, each cell's expression density.
+        Cell bodies, with ``obs["cell_type"]``, centers, ``obsm["context"]`` (the cell's standardized context
+        features) and, as ``X``, each cell's expression density.
     ``shapes["bins_{size:03d}um"]`` and ``tables["table_{size:03d}um"]``
         For each size in ``bins_um``: squares with ``layers["counts"]``, ``layers["expected"]``, ``obsm["spatial"]``
         (bin centers) and the grid position in ``obs["array_row"/"array_col"]``.
@@ -105,12 +117,13 @@ def synthetic_tissue(
     seed = settings.seed if seed is None else seed
     height_um, width_um = _check_params(
         size_um, microns_per_pixel, spot_diameter_um, spot_pitch_um, n_genes, n_cell_types, noise,
-        capture_efficiency, bins_um, seed,
+        capture_efficiency, bins_um, seed, context,
     )  # fmt: skip
     mpp = float(microns_per_pixel)
     shape = (int(round(height_um / mpp)), int(round(width_um / mpp)))
-    rng_layout, rng_render, rng_expr, rng_spots, rng_bins = map(
-        np.random.default_rng, np.random.SeedSequence(seed).spawn(5)
+    # the context stream is the sixth child: the first five are those of a tissue without context
+    rng_layout, rng_render, rng_expr, rng_spots, rng_bins, rng_context = map(
+        np.random.default_rng, np.random.SeedSequence(seed).spawn(6)
     )
 
     layout = make_layout(rng_layout, shape, mpp, n_cell_types)
@@ -119,6 +132,10 @@ def synthetic_tissue(
     genes = gene_roles(n_genes, n_cell_types)
     profiles = make_profiles(rng_expr, genes, n_cell_types)
     expression = cell_expression(rng_expr, profiles, layout.cells.kind, noise)
+    features = context_features(layout, mpp)
+    weights = context_weights(rng_context, genes)
+    if context > 0:
+        expression[1:] *= context_factors(features, weights, context, layout.cells.kind).astype(np.float32)
     truth = truth_map(raster.labels, expression, mpp)
 
     onehot = np.arange(n_cell_types)[:, None] == np.concatenate([[-1], layout.cells.kind])[None, :]
@@ -144,7 +161,8 @@ def synthetic_tissue(
         "size_um": [height_um, width_um],
         "microns_per_pixel": mpp,
         **{k: float(v) for k, v in (("spot_diameter_um", spot_diameter_um), ("spot_pitch_um", spot_pitch_um),
-                                     ("noise", noise), ("capture_efficiency", capture_efficiency))},
+                                     ("noise", noise), ("context", context),
+                                     ("capture_efficiency", capture_efficiency))},
         **{k: int(v) for k, v in (("n_genes", n_genes), ("n_cell_types", n_cell_types), ("seed", seed))},
         "bins_um": sorted(int(b) for b in bins_um) if bins_um else [],
         "cell_types": type_names,
@@ -169,12 +187,17 @@ def synthetic_tissue(
         extra_attrs={"synthetic": params},
     )
     _describe_spots(sdata.tables[scale.table_key], genes, profiles, spots, type_names)
+    sdata.tables[scale.table_key].varm[CONTEXT_WEIGHTS_KEY] = weights
     labels = labels_array(raster.labels)
     sdata.images[TRUTH_KEY] = truth_element(truth, labels, genes.index, mpp)
     cell_areas = np.bincount(raster.labels.ravel(), minlength=len(layout.cells) + 1)
     sdata.labels[CELLS_KEY], sdata.tables[CELLS_TABLE_KEY] = cells_elements(
         labels, cell_areas, layout.cells, type_names, expression, genes, mpp
     )
+    cells_table = sdata.tables[CELLS_TABLE_KEY]
+    present = cells_table.obs[CELL_ID_KEY].to_numpy() - 1
+    cells_table.obsm[CONTEXT_KEY] = pd.DataFrame(features[present], index=cells_table.obs_names,
+                                                 columns=list(CONTEXT_FEATURES))  # fmt: skip
     added = [f"images/{scale.image_key}", f"images/{TRUTH_KEY}", f"shapes/{scale.shapes_key}"]
     added += [f"tables/{scale.table_key}", f"labels/{CELLS_KEY}", f"tables/{CELLS_TABLE_KEY}"]
     if bins_um:
@@ -205,8 +228,9 @@ def _add_bins(sdata, rng, truth, mpp: float, bins_um, capture_efficiency: float,
 
 
 def _check_params(
-    size_um, mpp, spot_diameter_um, spot_pitch_um, n_genes, n_cell_types, noise, capture_efficiency, bins_um, seed
-) -> tuple[float, float]:
+    size_um, mpp, spot_diameter_um, spot_pitch_um, n_genes, n_cell_types, noise, capture_efficiency, bins_um, seed,
+    context,
+) -> tuple[float, float]:  # fmt: skip
     """Validate the parameters of :func:`synthetic_tissue`; return ``(height_um, width_um)``."""
 
     def positive(name: str, value) -> float:
@@ -242,6 +266,10 @@ def _check_params(
         )
     if not isinstance(noise, Real) or not np.isfinite(noise) or noise < 0:
         raise ValueError(f"`noise` must be a finite number >= 0 (0 = identical cells of a type), got {noise!r}.")
+    if not isinstance(context, Real) or isinstance(context, bool) or not np.isfinite(context) or context < 0:
+        raise ValueError(
+            f"`context` must be a finite number >= 0 (0 = expression follows cell type only), got {context!r}."
+        )
     capture = positive("capture_efficiency", capture_efficiency)
     if capture > 1:
         raise ValueError(f"`capture_efficiency` is a fraction of molecules, in (0, 1]; got {capture}.")
