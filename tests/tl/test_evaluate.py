@@ -44,7 +44,9 @@ def sections():
 def test_summary_rows_columns_and_writes(sections):
     summary = st.tl.evaluate(sections, n_clusters=3, seed=0)
     assert list(summary.index) == ["A1", "B1", "pooled"]
-    assert list(summary.columns) == ["scope", "n_spots", "n_genes", "MSE", "MAE", "PCC@M", "PCC@S", "PCC@F", "ARI"]
+    assert list(summary.columns) == [
+        "scope", "n_spots", "n_genes", "MSE", "MAE", "MSE mean predictor", "R2", "PCC@M", "PCC@S", "PCC@F", "ARI",
+    ]  # fmt: skip
     assert summary["scope"].tolist() == ["section", "section", "pooled"]
     assert summary["n_spots"].tolist() == [64, 64, 128]
     assert (summary["n_genes"] == 8).all()
@@ -86,6 +88,19 @@ def test_perfect_prediction_and_noise_lower_the_scores():
     assert noisy.loc["S", "PCC@M"] < perfect.loc["S", "PCC@M"] - 0.1
     assert noisy.loc["S", "ARI"] < 1.0
     assert "noisy_pcc" in sdata.tables["pred_spots"].var
+
+
+def test_r2_is_the_margin_over_each_genes_mean():
+    sdata = _section("S", 4)
+    truth = sdata.tables["table"]
+    x = np.asarray(truth.X.toarray() if hasattr(truth.X, "toarray") else truth.X, dtype=float)
+    perfect = st.tl.evaluate(_add_prediction(sdata, noise=0.0))
+    assert perfect.loc["S", "R2"] == pytest.approx(1.0)
+    assert perfect.loc["S", "MSE mean predictor"] == pytest.approx(np.mean((x - x.mean(0)) ** 2))
+    # the measured mean itself, predicted everywhere, scores exactly 0
+    sdata.tables["pred_spots"].X = np.broadcast_to(x.mean(0), x.shape).astype(np.float32).copy()
+    constant = st.tl.evaluate(sdata, key_added="constant")
+    assert constant.loc["S", "R2"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_subset_in_another_order_is_aligned_by_spot_name():

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 #: Row label of the metrics over all sections' spots together.
 POOLED = "pooled"
 #: Columns of the summary that :func:`evaluate` returns, in order.
-SUMMARY_COLUMNS = ("scope", "n_spots", "n_genes", "MSE", "MAE", *PCC_SUMMARY, "ARI")
+SUMMARY_COLUMNS = ("scope", "n_spots", "n_genes", "MSE", "MAE", "MSE mean predictor", "R2", *PCC_SUMMARY, "ARI")
 
 
 def evaluate(
@@ -71,7 +71,10 @@ def evaluate(
     -------
     pandas.DataFrame
         One row per section (index: section name) and a last row ``"pooled"``; columns ``"scope"`` (``"section"`` or
-        ``"pooled"``), ``"n_spots"``, ``"n_genes"``, ``"MSE"``, ``"MAE"``, ``"PCC@M"``, ``"PCC@S"``, ``"PCC@F"`` and
+        ``"pooled"``), ``"n_spots"``, ``"n_genes"``, ``"MSE"``, ``"MAE"``, ``"MSE mean predictor"`` (the MSE of the
+        trivial predictor that gives every spot each gene's mean over the measured spots evaluated: an oracle
+        constant, so a strict bar), ``"R2"`` (``1 - MSE / MSE mean predictor``: above 0 the model beats that
+        constant; a constant has no PCC, so this is the margin over it), ``"PCC@M"``, ``"PCC@S"``, ``"PCC@F"`` and
         ``"ARI"`` (NaN without ``n_clusters``). In each section's prediction table (in memory):
     ``table.var[f"{key_added}_pcc"]``
         Pearson correlation of the gene across the section's spots (NaN for genes not evaluated or constant).
@@ -264,6 +267,13 @@ def _values(table, genes: list[str]) -> np.ndarray:
     return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
 
 
+def _against_the_mean(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """The MSE of predicting each gene's measured mean at every spot, and the skill ``1 - MSE / that``."""
+    baseline = mse(np.broadcast_to(truth.mean(axis=0), truth.shape), truth)
+    skill = 1 - mse(pred, truth) / baseline if baseline > 0 else float("nan")
+    return {"MSE mean predictor": baseline, "R2": skill}
+
+
 def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: float) -> dict:
     return {
         "scope": scope,
@@ -271,6 +281,7 @@ def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: 
         "n_genes": int(pred.shape[1]),
         "MSE": mse(pred, truth),
         "MAE": mae(pred, truth),
+        **_against_the_mean(pred, truth),
         **pcc_summary(pcc),
         "ARI": float(ari),
     }
