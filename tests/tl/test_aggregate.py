@@ -123,3 +123,25 @@ def test_map_with_nan_off_tissue(sample_with_map):
     np.testing.assert_allclose(table.obs["area_um2"][on & ~table.obs["clipped"]], 36.0)
     assert np.isfinite(table.X[across | on]).all()
     np.testing.assert_allclose(table[:, "g2"].X[across | on], 7.0, rtol=1e-6)  # NaN does not leak into the mean
+
+
+def test_aggregate_normalize_and_select_genes_write_a_backed_sample_to_its_store(tmp_path):
+    # as predict does: what a function adds to a zarr-backed sample is in its store too, read back in a new object
+    import spatialdata as sd
+
+    sdata = st.datasets.synthetic_tissue(size_um=400, microns_per_pixel=2.0, n_genes=6, seed=3)
+    path = tmp_path / "s.zarr"
+    sdata.write(path)
+    st.pp.normalize(sdata)
+    st.pp.select_genes(sdata, n_top=4)
+    st.tl.aggregate(sdata, "truth", spot_um=16, key_added="t16")
+    back = sd.read_zarr(path)
+    assert "t16" in back.tables
+    assert "t16_shapes" in back.shapes
+    np.testing.assert_allclose(back.tables["t16"].X, sdata.tables["t16"].X)
+    table = back.tables["table"]
+    assert table.n_vars == 4
+    assert "normalize" in table.uns["histo2st"]
+    assert "select_genes" in table.uns["histo2st"]
+    dense = [np.asarray(x.todense() if hasattr(x, "todense") else x) for x in (table.X, sdata.tables["table"].X)]
+    np.testing.assert_allclose(*dense, rtol=1e-6)

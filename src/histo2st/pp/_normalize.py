@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._constants import ATTRS_KEY, COUNTS_LAYER
+from .._core._zarr import write_to_store
 from .._logging import log_added, logger
 from ._tables import histo2st_uns, samples_for_update, spot_table_keys, subset_spots
 
@@ -113,6 +114,7 @@ def normalize(
             "n_spots_removed": int(empty.sum()),
         }
         logger.debug(f"Sample '{name}': normalized {table.n_obs} spots x {table.n_vars} genes.")
+        write_to_store(sdata, [key, shapes_key] if empty.any() else [key])
     keys = ["X", 'obs["total_counts"]', 'uns["histo2st"]["normalize"]'] + (['uns["log1p"]'] if log else [])
     log_added(f"table of {len(samples)} sample(s)", keys, start)
     return result

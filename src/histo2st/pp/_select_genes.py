@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .._constants import ATTRS_KEY
+from .._core._zarr import write_to_store
 from .._logging import log_added, logger
 from ._tables import histo2st_uns, samples_for_update, spot_table_keys
 
@@ -149,6 +150,7 @@ def select_genes(
             "not_in_all": np.asarray(not_in_all[name], dtype=str),
             "absent": np.asarray(absent, dtype=str),
         }
+        write_to_store(sdata, [keys[name]])
     written = (["var (subset)"] if subset else [f'var["{key_added}"]']) + ['uns["histo2st"]["select_genes"]']
     log_added(f"table of {len(samples)} sample(s), {len(genes)} genes by '{method_name}'", written, start)
     return result

@@ -12,6 +12,7 @@ from .._constants import ATTRS_KEY, INSTANCE_KEY, PIXEL_CS, REGION_KEY, SPATIAL_
 from .._core._aggregate_arrays import TILE_BYTES, aggregate_array
 from .._core._maps import valued_image
 from .._core._tissue import sample_tissue_mask
+from .._core._zarr import write_to_store
 from .._logging import log_added
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ def aggregate(
 
     Returns
     -------
-    ``None`` if ``inplace``, else ``(shapes, table)``. In place it adds:
+    ``None`` if ``inplace``, else ``(shapes, table)``. In place it adds (and writes them to the sample's store
+    when it is zarr-backed, as ``st.tl.predict`` does):
 
     ``sdata.tables[key_added]``
         AnnData, one row per spot: ``X`` the aggregated values (float32), ``var_names`` the image's channels,
@@ -127,6 +129,7 @@ def aggregate(
         del sdata.tables[key]
     sdata.tables[key] = table
     written.append(f"tables['{key}']")
+    write_to_store(sdata, [shapes_name, key] if shapes is not None else [key])
     log_added("sdata", written, start)
     return None
 

@@ -17,6 +17,7 @@ from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY
 from .._core import quiet_zarr
 from .._core._maps import tissue_key, tissue_pixels, tissue_pixels_block
 from .._core._tissue import regions_on_tissue, sample_tissue_mask
+from .._core._zarr import write_to_store
 from .._inference._tiling import MAX_HALO_PX
 from .._logging import log_added, logger
 from ._stream import CHANNEL_CHUNK, stream_map
@@ -190,7 +191,7 @@ def predict(
     if not placeholder and mask is not None:
         _add_tissue_labels(sdata, key_added, dense_map, mask, model.map_microns_per_pixel, scale.microns_per_pixel)
     tables = _table_requests(sdata, scale, key_added, spot_ums, shape, shapes_key, tissue_mask, mask)
-    _fill_tables(sdata, tables, key_added, spread, overwrite)
+    _fill_tables(sdata, tables, key_added, spread)
     if scale.shapes_key in sdata.shapes:
         _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
     new = sorted(_element_names(sdata) - before)
@@ -346,12 +347,16 @@ def _table_requests(sdata, scale, key_added: str, spot_ums, shape: str, shapes_k
     return tables
 
 
-def _fill_tables(sdata, tables: list, key_added: str, spread: bool, overwrite: bool) -> None:
+def _fill_tables(sdata, tables: list, key_added: str, spread: bool) -> None:
     """Aggregate the map (and an ensemble's spread) over every requested table's shapes."""
     from ._aggregate import aggregate
 
+    # not in place: a backed sample's store gets each table once, when predict has finished describing it
     for key, kwargs in tables:
-        aggregate(sdata, key_added, key_added=key, overwrite=overwrite, **kwargs)
+        shapes, table = aggregate(sdata, key_added, key_added=key, inplace=False, **kwargs)
+        if shapes is not None:
+            sdata.shapes[f"{key}_shapes"] = shapes
+        sdata.tables[key] = table
         if spread:
             _, spread_table = aggregate(sdata, f"{key_added}_std", key_added=key, inplace=False,
                                         tissue_labels=tissue_key(key_added), **kwargs)  # fmt: skip
@@ -381,12 +386,7 @@ def _write_new(sdata, new: list[str], maps: list[str], taken: list[str], key_add
     for name in sorted({*maps, *taken} & {key_added, f"{key_added}_std"}):
         if name not in sdata.images and name in on_disk:
             sdata.delete_element_from_disk(name)
-    on_disk = _on_disk(sdata)
-    with quiet_zarr():
-        for name in new:
-            if name in on_disk:
-                sdata.delete_element_from_disk(name)
-            sdata.write_element(name)
+    write_to_store(sdata, new)
 
 
 def _check_transfer(sdata, scale, model, he_mpp: float) -> None:
