@@ -7,8 +7,8 @@ from dask.callbacks import Callback
 
 import histo2st as st
 from histo2st._core._resample import resample_image
+from histo2st._core._stain import MIN_STAINED_PIXELS, MacenkoNormalizer, tissue_pixels
 from histo2st.model import PixNet, THItoGene
-from histo2st.pp._stain import MIN_STAINED_PIXELS, MacenkoNormalizer, tissue_pixels
 
 # PixNet at 4 µm/px on the 2 µm/px synthetic tissue: the slide is resampled, as most slides are
 PIXNET = dict(microns_per_pixel=4.0, hidden_dim=8, pyramid_levels=3, crop_px=64, batch_size=2, tile_px=64)

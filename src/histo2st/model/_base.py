@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .._core import as_gene_list
+from .._core._stain import STAIN_METHODS
 from .._docs import TRAINING_DOC, doc_params
 from .._logging import logger
 from .._settings import settings
-from ..pp._stain import STAIN_METHODS
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
@@ -201,10 +201,10 @@ class BaseModel:
     def _stain_normalized(self, image):
         """Dask ``image`` ``(3, y, x)`` at the model's resolution, lazily stain-normalized like the training images.
 
-        The slide's own stains are estimated once on its tissue pixels (:func:`histo2st.pp._stain.tissue_pixels`)
+        The slide's own stains are estimated once on its tissue pixels (:func:`histo2st._core._stain.tissue_pixels`)
         and every block is normalized with them; without ``stain_normalization`` the image is returned as it is.
         """
-        from ..pp._stain import MacenkoNormalizer, describe_stains, tissue_pixels, transform_blocks
+        from .._core._stain import MacenkoNormalizer, describe_stains, tissue_pixels, transform_blocks
 
         if self.init_params.get("stain_normalization") is None:
             return image

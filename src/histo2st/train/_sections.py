@@ -127,7 +127,7 @@ def normalize_stains(
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Macenko-normalize the sections' images to a reference fitted on the tissue of ``reference_sections``.
 
-    Each section's tissue pixels (:func:`histo2st.pp._stain.tissue_pixels`, about one every 8 µm) give its own
+    Each section's tissue pixels (:func:`histo2st._core._stain.tissue_pixels`, about one every 8 µm) give its own
     stains; the reference is fitted on the pixels of ``reference_sections`` pooled, unless ``fitted`` (an earlier
     result's card entry) already holds one, whose sections are then kept in the card beside these. Each whole image
     is normalized with its own stains, block by block, as prediction normalizes a slide.
@@ -141,7 +141,7 @@ def normalize_stains(
         ``reference_sections`` and, per section, its ``stain_matrix`` (columns: hematoxylin, eosin),
         ``max_concentrations`` and the number and spacing in µm of the pixels they were estimated on.
     """
-    from ..pp._stain import MacenkoNormalizer, describe_stains, tissue_pixels, transform_blocks
+    from .._core._stain import MacenkoNormalizer, describe_stains, tissue_pixels, transform_blocks
 
     samples = {s.name: tissue_pixels(s.image, s.microns_per_pixel) for s in sections}
     if fitted is None:

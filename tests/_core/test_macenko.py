@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from histo2st.pp._stain import CANONICAL_HE, MacenkoNormalizer
+from histo2st._core._stain import CANONICAL_HE, MacenkoNormalizer
 
 # Hematoxylin and eosin OD vectors of a "lab B": both turned away from the reference's (the canonical ones).
 LAB_B = np.array([[0.55, 0.80, 0.25], [0.20, 0.95, 0.30]])
@@ -103,7 +103,7 @@ def test_clear_errors():
 def test_blockwise_transform_of_a_slide_equals_the_whole_transform(amounts):
     import dask.array as da
 
-    from histo2st.pp._stain import transform_blocks
+    from histo2st._core._stain import transform_blocks
 
     slide = _stained(LAB_B, amounts)
     norm = MacenkoNormalizer().fit(_stained(CANONICAL_HE, amounts))
@@ -114,7 +114,7 @@ def test_blockwise_transform_of_a_slide_equals_the_whole_transform(amounts):
 
 
 def test_slide_stains_need_enough_stained_tissue(amounts):
-    from histo2st.pp._stain import MIN_STAINED_PIXELS
+    from histo2st._core._stain import MIN_STAINED_PIXELS
 
     norm = MacenkoNormalizer()
     pixels = _stained(CANONICAL_HE, amounts).reshape(3, -1)

@@ -182,7 +182,7 @@ def tissue_pixels(image, microns_per_pixel: float, *, sample_um: float = SAMPLE_
     spacing_um
         The spacing used, in µm.
     """
-    from .._core._tissue import tissue_mask
+    from ._tissue import tissue_mask
 
     height, width = image.shape[1:]
     step = min(max(1, round(sample_um / microns_per_pixel)), max(1, math.isqrt(height * width // MIN_SAMPLE_PIXELS)))
