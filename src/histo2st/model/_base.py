@@ -187,7 +187,7 @@ class BaseModel:
         """
         from dataclasses import replace
 
-        from ..train._sections import normalize_stains
+        from ..train import normalize_stains
 
         if self.init_params.get("stain_normalization") is None:
             return sections, train, val

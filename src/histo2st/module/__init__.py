@@ -1,6 +1,11 @@
 """Networks as pure ``nn.Module``s (no training logic); imported only by the models."""
 
 from ._pixnet import PixNetModule
+from ._ssl import BYOLModule
 from ._thitogene import THItoGeneModule
 
-__all__ = ["PixNetModule", "THItoGeneModule"]
+__all__ = [
+    "BYOLModule",
+    "PixNetModule",
+    "THItoGeneModule",
+]

@@ -115,10 +115,8 @@ def pretrain_encoder(
 
     from .._core import as_samples
     from .._settings import settings
-    from ..module._ssl import BYOLModule
-    from ..train import Trainer, TrainerConfig
-    from ..train._precision import native_bfloat16
-    from ..train._ssl_plan import BYOLPlan
+    from ..module import BYOLModule
+    from ..train import BYOLPlan, Trainer, TrainerConfig, native_bfloat16
 
     _check_options(method, tile_px, min_tissue)
     out = _encoder_path(out, checkpoint_dir)
@@ -234,7 +232,7 @@ def _tile_slide(name: str, sdata, microns_per_pixel: float, tile_px: int, min_ti
     from .._core import get_scale
     from .._core._resample import resample_image
     from .._core._tissue import tissue_mask
-    from ..train._ssl_plan import TileSlide, tissue_tile_centers
+    from ..train import TileSlide, tissue_tile_centers
 
     scale = get_scale(sdata)
     if scale.image_key not in sdata.images:

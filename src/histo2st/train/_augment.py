@@ -55,7 +55,7 @@ def stain_jitter(
     """
     import torch
 
-    from ..nn._stain import gaussian_blur, perturb_hed
+    from ..nn import gaussian_blur, perturb_hed
 
     b, device = images.shape[0], images.device
 
