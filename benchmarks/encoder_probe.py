@@ -35,7 +35,7 @@ BATCH = 64
 def spot_patches(sdata, microns_per_pixel: float, patch_px: int) -> np.ndarray:
     """``(n_spots, 3, patch_px, patch_px)`` uint8 patches centered on the spots of the sample's table."""
     import histo2st as st
-    from histo2st._inference._tiling import read_tile
+    from histo2st.train._tiling import read_tile
 
     rgb, factor = resampled_rgb(sdata, microns_per_pixel)
     xy = sdata.tables[st.io.get_scale(sdata).table_key].obsm["spatial"] * factor

@@ -1,6 +1,6 @@
 """Imports run one way, and no two files import each other (not even through a lazy import inside a function).
 
-Layers, from the top: the command line -> ``tl``/``pl`` -> ``model`` -> ``train`` -> ``_inference`` -> ``module`` ->
+Layers, from the top: the command line -> ``tl``/``pl`` -> ``model`` -> ``train`` -> ``module`` ->
 ``nn`` -> the data layer (``io``, ``pp``, ``datasets``) -> the core (``_core``, ``_kernels``, ``metrics`` and the
 package's single modules). A module may import its own subpackage and any lower layer, never a higher one.
 """
@@ -20,7 +20,6 @@ LAYERS = {
     "pl": 7,
     "model": 6,
     "train": 5,
-    "_inference": 4,
     "module": 3,
     "nn": 2,
     "io": 1,

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 import histo2st as st
-from histo2st._inference._spot_windows import prediction_windows
 from histo2st.model import THItoGene
+from histo2st.train._spot_windows import prediction_windows
 
 # 48 px patches at the synthetic tissue's 2 µm/px: 96 µm of tissue, no resampling
 NET = dict(

@@ -2,8 +2,8 @@ import dask.array as da
 import numpy as np
 import torch
 
-from histo2st._inference._tiling import TileGrid, core_chunks, make_grid
 from histo2st.model import PixNet
+from histo2st.train._tiling import TileGrid, core_chunks, make_grid
 
 
 def test_core_chunks_never_leave_a_chunk_shorter_than_the_halo():

@@ -12,7 +12,9 @@ import dask.array as da
 import numpy as np
 
 from .._core._resample import resample_image
-from .._inference._tiling import (
+from .._logging import logger
+from .._settings import settings
+from ..train._tiling import (
     MAX_HALO_PX,
     PAD_VALUE,
     core_chunks,
@@ -21,8 +23,6 @@ from .._inference._tiling import (
     make_grid,
     predict_cores,
 )
-from .._logging import logger
-from .._settings import settings
 from ._base import BaseModel, init_params
 
 
@@ -144,7 +144,7 @@ class PixNet(BaseModel):
         The image is resampled to ``model.microns_per_pixel`` (and, with ``stain_normalization``, normalized with
         the slide's stains estimated once on its tissue) and cut into tiles of ``tile_px``: each predicts its
         core, the tile less a halo of context on each side (a quarter of the tile, at most
-        :data:`~histo2st._inference._tiling.MAX_HALO_PX`), so seams never sit at a tile edge. Each output chunk is a
+        :data:`~histo2st.train._tiling.MAX_HALO_PX`), so seams never sit at a tile edge. Each output chunk is a
         block of cores whose tiles run in batches of ``batch_size``; tiles that touch no tissue are not run and are
         NaN.
 

@@ -8,9 +8,9 @@ import dask.array as da
 import numpy as np
 
 from .._core._resample import resample_image
-from .._inference._spot_windows import grid_coordinates, predict_windows
 from .._logging import logger
 from .._settings import settings
+from ..train._spot_windows import grid_coordinates, predict_windows
 from ._base import BaseModel, init_params
 
 #: Patch side of the paper: 112 px of her2st at about 0.69 µm/px.
@@ -143,7 +143,7 @@ class THItoGene(BaseModel):
         """Predicted expression ``(n, genes)`` at the centers ``xy_px`` (H&E pixels), from a patch at each.
 
         Every point gets a ``patch_um`` patch and is predicted in windows of ``window_spots`` nearby points (see
-        :func:`~histo2st._inference._spot_windows.prediction_windows`). The cost is one patch encoding per point,
+        :func:`~histo2st.train._spot_windows.prediction_windows`). The cost is one patch encoding per point,
         whatever the spot size: 8 µm bins over a 5 mm section are ~400,000 patches (hours on a CPU). Returns ``None``
         when there are more than ``max_direct_spots`` points, so the caller aggregates the dense image instead.
         """

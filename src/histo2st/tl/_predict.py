@@ -18,8 +18,8 @@ from .._core import quiet_zarr
 from .._core._maps import tissue_key, tissue_pixels, tissue_pixels_block
 from .._core._tissue import regions_on_tissue, sample_tissue_mask
 from .._core._zarr import write_to_store
-from .._inference._tiling import MAX_HALO_PX
 from .._logging import log_added, logger
+from ..train._tiling import MAX_HALO_PX
 from ._stream import CHANNEL_CHUNK, stream_map
 
 if TYPE_CHECKING:

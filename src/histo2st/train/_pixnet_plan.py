@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from .._inference._tiling import make_grid, predict_spots_tiled, read_tile
 from ._augment import color_jitter, flip_rotate, stain_jitter
 from ._metrics import spot_metrics
 from ._sections import Section
+from ._tiling import make_grid, predict_spots_tiled, read_tile
 
 #: Range of the scale change of ``stain_augment`` (crop pixels per image pixel).
 ZOOM = (0.9, 1.1)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._inference._tiling import read_tile
 from ._augment import color_jitter, random_views, stain_jitter
+from ._tiling import read_tile
 
 #: Side of the region read around a tile, in tiles: room for the views' shifts and rotations.
 REGION_FACTOR = 1.5

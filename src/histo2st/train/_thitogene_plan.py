@@ -9,11 +9,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .._core._scale import pitch_from_centers
-from .._inference._spot_windows import GRAPH_K, cut_patches, grid_coordinates, predict_windows, window_grid
 from ._augment import color_jitter
 from ._batchnorm import recalibrate_batchnorm
 from ._metrics import spot_metrics
 from ._sections import Section
+from ._spot_windows import GRAPH_K, cut_patches, grid_coordinates, predict_windows, window_grid
 
 LOSSES = ("mse", "pixnet")
 #: Patches per forward pass when re-estimating BatchNorm statistics.

@@ -1,4 +1,8 @@
-"""Tiled dense inference: each output tile is the center of a larger input tile, so no seam sees an image edge."""
+"""Tiled dense inference: each output tile is the center of a larger input tile, so no seam sees an image edge.
+
+It lives in ``train``, the lowest layer above the network modules, because the training plans (validation) and the
+models (prediction) both run a module over tiles; ``_spot_windows`` is here for the same reason.
+"""
 
 from __future__ import annotations
 
