@@ -15,8 +15,8 @@ from .._logging import log_added
 from .._settings import settings
 from ._synthetic_bins import sample_bins
 from ._synthetic_cells import BACKGROUND, CELL_TYPES, REGIONS, make_layout
-from ._synthetic_context import CONTEXT_FEATURES, context_factors, context_features, context_weights
-from ._synthetic_elements import CELL_ID_KEY, bins_elements, cells_elements, labels_array, truth_element
+from ._synthetic_context import context_factors, context_features, context_weights
+from ._synthetic_elements import bins_elements, cells_elements, labels_array, truth_element
 from ._synthetic_expression import LabelMap, cell_expression, gene_roles, make_profiles, truth_map
 from ._synthetic_render import rasterize, to_rgb
 from ._synthetic_spots import hex_spot_grid, measure_spots
@@ -25,7 +25,6 @@ MPP_RANGE = (0.1, 4.0)
 #: Refuse truth maps above this size in bytes (n_genes x pixels x 4); the maps are built in memory.
 MAX_TRUTH_BYTES = 8 * 2**30
 CELL_TYPE_FRACTION_KEY = "cell_type_fraction"
-CONTEXT_KEY = "context"
 CONTEXT_WEIGHTS_KEY = "context_weights"
 PROFILE_KEY = "cell_type_profile"
 
@@ -131,11 +130,7 @@ def synthetic_tissue(
     rgb = to_rgb(raster, mpp, rng_render)
     genes = gene_roles(n_genes, n_cell_types)
     profiles = make_profiles(rng_expr, genes, n_cell_types)
-    expression = cell_expression(rng_expr, profiles, layout.cells.kind, noise)
-    features = context_features(layout, mpp)
-    weights = context_weights(rng_context, genes)
-    if context > 0:
-        expression[1:] *= context_factors(features, weights, context, layout.cells.kind).astype(np.float32)
+    expression, features, weights = _expression(rng_expr, rng_context, profiles, genes, layout, mpp, noise, context)
     truth = truth_map(raster.labels, expression, mpp)
 
     onehot = np.arange(n_cell_types)[:, None] == np.concatenate([[-1], layout.cells.kind])[None, :]
@@ -160,9 +155,8 @@ def synthetic_tissue(
     params = {
         "size_um": [height_um, width_um],
         "microns_per_pixel": mpp,
-        **{k: float(v) for k, v in (("spot_diameter_um", spot_diameter_um), ("spot_pitch_um", spot_pitch_um),
-                                     ("noise", noise), ("context", context),
-                                     ("capture_efficiency", capture_efficiency))},
+        **_floats(spot_diameter_um=spot_diameter_um, spot_pitch_um=spot_pitch_um, noise=noise, context=context,
+                  capture_efficiency=capture_efficiency),
         **{k: int(v) for k, v in (("n_genes", n_genes), ("n_cell_types", n_cell_types), ("seed", seed))},
         "bins_um": sorted(int(b) for b in bins_um) if bins_um else [],
         "cell_types": type_names,
@@ -186,18 +180,13 @@ def synthetic_tissue(
         array_coords=spots.array_coords,
         extra_attrs={"synthetic": params},
     )
-    _describe_spots(sdata.tables[scale.table_key], genes, profiles, spots, type_names)
-    sdata.tables[scale.table_key].varm[CONTEXT_WEIGHTS_KEY] = weights
+    _describe_spots(sdata.tables[scale.table_key], genes, profiles, weights, spots, type_names)
     labels = labels_array(raster.labels)
     sdata.images[TRUTH_KEY] = truth_element(truth, labels, genes.index, mpp)
     cell_areas = np.bincount(raster.labels.ravel(), minlength=len(layout.cells) + 1)
     sdata.labels[CELLS_KEY], sdata.tables[CELLS_TABLE_KEY] = cells_elements(
-        labels, cell_areas, layout.cells, type_names, expression, genes, mpp
+        labels, cell_areas, layout.cells, type_names, expression, genes, mpp, context=features
     )
-    cells_table = sdata.tables[CELLS_TABLE_KEY]
-    present = cells_table.obs[CELL_ID_KEY].to_numpy() - 1
-    cells_table.obsm[CONTEXT_KEY] = pd.DataFrame(features[present], index=cells_table.obs_names,
-                                                 columns=list(CONTEXT_FEATURES))  # fmt: skip
     added = [f"images/{scale.image_key}", f"images/{TRUTH_KEY}", f"shapes/{scale.shapes_key}"]
     added += [f"tables/{scale.table_key}", f"labels/{CELLS_KEY}", f"tables/{CELLS_TABLE_KEY}"]
     if bins_um:
@@ -206,8 +195,24 @@ def synthetic_tissue(
     return sdata
 
 
-def _describe_spots(table, genes: pd.DataFrame, profiles: np.ndarray, spots, type_names: list[str]) -> None:
-    """The measured table's gene roles, the cell types' profiles, the noise-free counts and the cell-type mix."""
+def _expression(rng_expr, rng_context, profiles, genes, layout, mpp: float, noise: float, context: float):
+    """Every cell's expression (row 0: no cell), its standardized context features, and the genes' context weights."""
+    expression = cell_expression(rng_expr, profiles, layout.cells.kind, noise)
+    features = context_features(layout, mpp)
+    weights = context_weights(rng_context, genes)
+    if context > 0:
+        expression[1:] *= context_factors(features, weights, context, layout.cells.kind).astype(np.float32)
+    return expression, features, weights
+
+
+def _floats(**values) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()}
+
+
+def _describe_spots(table, genes: pd.DataFrame, profiles: np.ndarray, weights: pd.DataFrame, spots,
+                    type_names: list[str]) -> None:  # fmt: skip
+    """The measured table's gene roles, type profiles, context weights, noise-free counts and cell-type mix."""
+    table.varm[CONTEXT_WEIGHTS_KEY] = weights
     for column in genes.columns:
         table.var[column] = genes[column].to_numpy()
     table.varm[PROFILE_KEY] = pd.DataFrame(profiles.T, index=table.var_names, columns=type_names)

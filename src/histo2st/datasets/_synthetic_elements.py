@@ -25,12 +25,14 @@ from .._constants import (
 from .._core import microns_transformations
 from ._synthetic_bins import BinGrid
 from ._synthetic_cells import Cells
+from ._synthetic_context import CONTEXT_FEATURES
 from ._synthetic_expression import LabelMap
 
 #: Channel chunks stay small: reading one gene then touches one chunk of genes, not all of them.
 TRUTH_CHUNKS = (8, 1024, 1024)
 CELL_ID_KEY = "cell_id"
 CELL_TYPE_KEY = "cell_type"
+CONTEXT_KEY = "context"
 
 
 def labels_array(labels: np.ndarray) -> da.Array:
@@ -58,12 +60,15 @@ def cells_elements(
     expression: np.ndarray,
     genes: pd.DataFrame,
     mpp: float,
+    *,
+    context: np.ndarray,
 ):
     """Label image of cell bodies and its table: cell type, center and expression density of every cell.
 
     ``counts`` is the number of pixels of each label. The table's ``X`` is the cell's expression density (UMI per
     µm² of body at full capture); cells whose body was entirely covered by neighbours are left out of the table, as
-    they are absent from the label image.
+    they are absent from the label image. ``obsm["context"]`` holds each cell's row of ``context``, its standardized
+    context features (:data:`CONTEXT_FEATURES`).
     """
     from spatialdata.models import Labels2DModel, TableModel
 
@@ -81,7 +86,10 @@ def cells_elements(
         X=expression[ids],
         obs=obs,
         var=genes.copy(),
-        obsm={SPATIAL_KEY: np.column_stack([cells.x[present], cells.y[present]]) / mpp},
+        obsm={
+            SPATIAL_KEY: np.column_stack([cells.x[present], cells.y[present]]) / mpp,
+            CONTEXT_KEY: pd.DataFrame(context[present], index=obs.index, columns=list(CONTEXT_FEATURES)),
+        },
     )
     label_el = Labels2DModel.parse(labels, dims=("y", "x"), transformations=microns_transformations(mpp))
     return label_el, TableModel.parse(table, region=CELLS_KEY, region_key=REGION_KEY, instance_key=CELL_ID_KEY)

@@ -51,42 +51,9 @@ def rasterize(layout: Layout, mpp: float, rng: np.random.Generator) -> Raster:
     """Cell labels and stain concentrations of every pixel."""
     cells, regions = layout.cells, layout.regions
     h, w = regions.shape
-    n = len(cells)
-    seeds = np.zeros((h, w), dtype=np.int32)
-    seeds[np.clip((cells.y / mpp).astype(int), 0, h - 1), np.clip((cells.x / mpp).astype(int), 0, w - 1)] = np.arange(
-        1, n + 1, dtype=np.int32
-    )
-    if n == 0:
-        owner = seeds
-    else:
-        iy, ix = ndimage.distance_transform_edt(seeds == 0, return_distances=False, return_indices=True)
-        owner = seeds[iy, ix]
-        del iy, ix
-    # Voronoi edges: cell membranes in cell sheets, and the thin rims of adipocytes
-    edge = np.zeros((h, w), dtype=bool)
-    edge[:, 1:] |= owner[:, 1:] != owner[:, :-1]
-    edge[1:, :] |= owner[1:, :] != owner[:-1, :]
-    rim = ndimage.binary_dilation(edge, iterations=max(int(round(0.7 / mpp)), 0)) if mpp < 0.7 else edge
-
+    owner, edge, rim = _owners(cells, (h, w), mpp)
+    kinds, kind, par, harmonics = _cell_parameters(cells)
     f32 = np.float32
-    kinds = np.array([[ct.chromatin, ct.eosin, ct.basophilia, ct.body_pad_um, ct.vesicular] for ct in CELL_TYPES], f32)
-    kind = np.concatenate([[0], cells.kind]).astype(np.int64)
-    par = {
-        "x": cells.x,
-        "y": cells.y,
-        "ox": cells.ox,
-        "oy": cells.oy,
-        "a": cells.a,
-        "b": cells.b,
-        "cos": np.cos(cells.theta),
-        "sin": np.sin(cells.theta),
-        "hema": cells.hema,
-        "ba": cells.a + kinds[cells.kind, 3] + np.hypot(cells.ox, cells.oy),
-        "bb": cells.b + kinds[cells.kind, 3] + np.hypot(cells.ox, cells.oy),
-    }
-    # index 0 is a dummy cell for images without cells; it has a zero-size nucleus and body
-    par = {k: np.concatenate([[1e-3 if k in ("a", "b", "ba", "bb") else 0.0], v]).astype(f32) for k, v in par.items()}
-    harmonics = np.concatenate([np.zeros((1, 4)), cells.harmonics]).astype(f32)
 
     chromatin = _normal_noise(rng, (h, w), 0.45 / mpp)
     cytoplasm = smooth_field(rng, (h, w), mpp, 5.0)
@@ -130,6 +97,51 @@ def rasterize(layout: Layout, mpp: float, rng: np.random.Generator) -> Raster:
 
     _stain_extracellular(layout, labels, hema, eosin, mpp, rng)
     return Raster(labels=labels, hematoxylin=hema, eosin=eosin)
+
+
+def _owners(cells, shape: tuple[int, int], mpp: float):
+    """The cell owning each pixel (nearest center, 0 without cells), the Voronoi edges, and those edges widened."""
+    h, w = shape
+    seeds = np.zeros((h, w), dtype=np.int32)
+    seeds[np.clip((cells.y / mpp).astype(int), 0, h - 1), np.clip((cells.x / mpp).astype(int), 0, w - 1)] = np.arange(
+        1, len(cells) + 1, dtype=np.int32
+    )
+    if len(cells) == 0:
+        owner = seeds
+    else:
+        iy, ix = ndimage.distance_transform_edt(seeds == 0, return_distances=False, return_indices=True)
+        owner = seeds[iy, ix]
+        del iy, ix
+    # Voronoi edges: cell membranes in cell sheets, and the thin rims of adipocytes
+    edge = np.zeros((h, w), dtype=bool)
+    edge[:, 1:] |= owner[:, 1:] != owner[:, :-1]
+    edge[1:, :] |= owner[1:, :] != owner[:-1, :]
+    rim = ndimage.binary_dilation(edge, iterations=max(int(round(0.7 / mpp)), 0)) if mpp < 0.7 else edge
+    return owner, edge, rim
+
+
+def _cell_parameters(cells):
+    """Per-type stain constants, and per-cell geometry indexed by owner label (index 0: a dummy cell)."""
+    f32 = np.float32
+    kinds = np.array([[ct.chromatin, ct.eosin, ct.basophilia, ct.body_pad_um, ct.vesicular] for ct in CELL_TYPES], f32)
+    kind = np.concatenate([[0], cells.kind]).astype(np.int64)
+    par = {
+        "x": cells.x,
+        "y": cells.y,
+        "ox": cells.ox,
+        "oy": cells.oy,
+        "a": cells.a,
+        "b": cells.b,
+        "cos": np.cos(cells.theta),
+        "sin": np.sin(cells.theta),
+        "hema": cells.hema,
+        "ba": cells.a + kinds[cells.kind, 3] + np.hypot(cells.ox, cells.oy),
+        "bb": cells.b + kinds[cells.kind, 3] + np.hypot(cells.ox, cells.oy),
+    }
+    # index 0 is a dummy cell for images without cells; it has a zero-size nucleus and body
+    par = {k: np.concatenate([[1e-3 if k in ("a", "b", "ba", "bb") else 0.0], v]).astype(f32) for k, v in par.items()}
+    harmonics = np.concatenate([np.zeros((1, 4)), cells.harmonics]).astype(f32)
+    return kinds, kind, par, harmonics
 
 
 def _stain_extracellular(layout: Layout, labels, hema, eosin, mpp: float, rng) -> None:

@@ -10,10 +10,10 @@ import numpy as np
 
 from .._constants import MICRONS_CS, PRED_KEY, TRUTH_KEY
 from .._core._aggregate_arrays import aggregate_array
-from .._core._maps import valued_image
+from .._core._maps import full_resolution, valued_image
 from .._docs import PLOT_DOC, doc_params
 from ._figure import finish, panel_grid, value_range
-from ._planes import affine, channel_names, full_resolution, sample_keys
+from ._planes import affine, channel_names, sample_keys
 from ._units import normalize_counts, normalize_params, prediction_params, truth_params, units_label
 
 if TYPE_CHECKING:

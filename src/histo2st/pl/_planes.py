@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._constants import ATTRS_KEY, IMAGE_KEY, SHAPES_KEY, TABLE_KEY
+from .._core._maps import full_resolution
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,6 @@ def levels(element) -> list:
     return [element]
 
 
-def full_resolution(element):
-    """The finest level of an image element, as a ``(c, y, x)`` DataArray."""
-    return levels(element)[0]
-
-
 def channel_names(element) -> list[str]:
     return [str(c) for c in full_resolution(element).coords["c"].values]
 
@@ -112,7 +108,7 @@ def on_plane(labels, shape: tuple[int, int]) -> np.ndarray:
 
     The plane is one :func:`read_plane` read from an image on the labels' full-resolution grid.
     """
-    full = levels(labels)[0]
+    full = full_resolution(labels)
     rows = np.minimum(((np.arange(shape[0]) + 0.5) * full.shape[0] / shape[0]).astype(np.intp), full.shape[0] - 1)
     cols = np.minimum(((np.arange(shape[1]) + 0.5) * full.shape[1] / shape[1]).astype(np.intp), full.shape[1] - 1)
     data = full.data[rows][:, cols]
