@@ -1,7 +1,7 @@
 """The benchmarks' baseline: color and texture statistics of the H&E patch around each spot, then ridge regression.
 
 No deep features: per pixel the RGB values, the hematoxylin, eosin and DAB amounts of scikit-image's color
-deconvolution (``rgb2hed``), the grey-level gradient magnitude (Sobel) and a difference of Gaussians at nucleus scale;
+deconvolution (``rgb2hed``), the gray-level gradient magnitude (Sobel) and a difference of Gaussians at nucleus scale;
 per patch their mean, standard deviation and 10th, 50th and 90th percentiles (40 features). scikit-learn standardises
 them and fits ``RidgeCV`` (one alpha for all genes, by efficient leave-one-out on the training spots).
 """
@@ -111,9 +111,9 @@ def channel_stack(sdata, microns_per_pixel: float) -> tuple[np.ndarray, float]:
 
     image, factor = resampled_rgb(sdata, microns_per_pixel)
     rgb = image.transpose(1, 2, 0).astype(np.float32) / 255
-    grey = rgb2gray(rgb)
+    gray = rgb2gray(rgb)
     sigmas = [um / microns_per_pixel for um in DOG_UM]
-    texture = [sobel(grey), np.abs(difference_of_gaussians(grey, *sigmas))]
+    texture = [sobel(gray), np.abs(difference_of_gaussians(gray, *sigmas))]
     stack = np.concatenate([rgb.transpose(2, 0, 1), rgb2hed(rgb).astype(np.float32).transpose(2, 0, 1)])
     return np.concatenate([stack, np.stack(texture).astype(np.float32)]), factor
 

@@ -1,6 +1,7 @@
 """Imports run one way, and no two files import each other (not even through a lazy import inside a function).
 
-Layers, from the top: the command line -> ``tl``/``pl`` -> ``model`` -> ``train`` -> ``module`` ->
+A subpackage uses another layered subpackage through what that one exports, never its private modules; the core is
+shared by all. Layers, from the top: the command line -> ``tl``/``pl`` -> ``model`` -> ``train`` -> ``module`` ->
 ``nn`` -> the data layer (``io``, ``pp``, ``datasets``) -> the core (``_core``, ``_kernels``, ``metrics`` and the
 package's single modules). A module may import its own subpackage and any lower layer, never a higher one.
 """
@@ -79,6 +80,21 @@ def _upward() -> list[str]:
     return bad
 
 
+def _private_reaches() -> list[str]:
+    """Imports of another layered subpackage's private module (``tl`` -> ``io._wsi``): use what it exports."""
+    bad = []
+    for path in PACKAGE.rglob("*.py"):
+        name = _module_name(path)
+        if name in TOP:
+            continue
+        own = name.split(".")[1]
+        for target, line in _imports(path):
+            parts = target.split(".")
+            if len(parts) > 2 and parts[1] != own and _layer(target) > 0 and parts[2].startswith("_"):
+                bad.append(f"{path.relative_to(PACKAGE)}:{line} imports {target} (private to {parts[1]})")
+    return bad
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one file (Tarjan's algorithm, iterative)."""
     index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], [0]
@@ -123,6 +139,10 @@ def test_imports_flow_one_way():
     assert _upward() == []
 
 
+def test_subpackages_meet_through_their_exports():
+    assert _private_reaches() == []
+
+
 def test_no_import_cycles_between_files():
     graph = {name: targets - TOP for name, targets in _graph().items() if name not in TOP}
     assert _cycles(graph) == []
@@ -158,3 +178,13 @@ def test_every_model_implements_the_prediction_interface():
     assert all(isinstance(model, Predictor) for model in models)
     assert [m.n_maps for m in models] == [1, 1, 2]
     assert [m.predicts_at_points for m in models] == [False, True, False]
+
+
+def test_the_private_check_sees_a_reach_into_another_subpackage(tmp_path, monkeypatch):
+    package = tmp_path / "histo2st"
+    for sub in ("tl", "io", "_core"):
+        (package / sub).mkdir(parents=True)
+    (package / "tl" / "_predict.py").write_text("from ..io._wsi import level\nfrom .._core._maps import key\n")
+    (package / "io" / "_wsi.py").write_text("")
+    monkeypatch.setitem(globals(), "PACKAGE", package)
+    assert _private_reaches() == ["tl/_predict.py:1 imports histo2st.io._wsi.level (private to io)"]

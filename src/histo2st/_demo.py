@@ -29,7 +29,7 @@ def run_demo(
     Returns the summary.
     """
     import histo2st as st
-    from histo2st.train._metrics import per_gene_pcc
+    from histo2st.metrics import pcc_per_gene
 
     out = Path(out)
     store = out / "synthetic.zarr"
@@ -46,9 +46,9 @@ def run_demo(
 
     measured = sdata.tables["table"]
     pred_spots = sdata.tables["pred_spots"][measured.obs_names]
-    spot_pcc = per_gene_pcc(np.asarray(pred_spots.X), _dense(measured.X))
+    spot_pcc = pcc_per_gene(np.asarray(pred_spots.X), _dense(measured.X))
     pred_bins, truth_bins = sdata.tables["pred_square_8um"], sdata.tables["truth_square_8um"]
-    bin_pcc = per_gene_pcc(np.asarray(pred_bins.X), _log_normalize(np.asarray(truth_bins[:, model.genes].X)))
+    bin_pcc = pcc_per_gene(np.asarray(pred_bins.X), _log_normalize(np.asarray(truth_bins[:, model.genes].X)))
     summary = {
         "genes": len(model.genes),
         "spots": int(measured.n_obs),

@@ -7,18 +7,19 @@ import pandas as pd
 import pytest
 
 import histo2st as st
+from histo2st._core import _paths
 from histo2st.datasets import _public
 
 
 @pytest.fixture
 def isolated(monkeypatch, tmp_path):
     """No data root anywhere: empty cwd, no $HISTO2ST_DATA, a fresh cache, and no source-tree shared/data."""
-    monkeypatch.delenv(_public.DATA_ENV, raising=False)
-    monkeypatch.setenv(_public.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(_paths.DATA_ENV, raising=False)
+    monkeypatch.setenv(_paths.CACHE_ENV, str(tmp_path / "cache"))
     work = tmp_path / "work" / "project"
     work.mkdir(parents=True)
     monkeypatch.chdir(work)
-    monkeypatch.setattr(_public, "_beside_project", list)
+    monkeypatch.setattr(_paths, "_beside_project", list)
     return tmp_path
 
 
@@ -38,14 +39,14 @@ def test_registry_hashes_match_local_copies(shared_data):
 
 
 def test_her2st_from_data_root(shared_data, monkeypatch):
-    monkeypatch.delenv(_public.DATA_ENV, raising=False)
+    monkeypatch.delenv(_paths.DATA_ENV, raising=False)
     sdata = st.datasets.her2st("C2", root=shared_data)
     assert sdata.attrs["histo2st"]["sample"] == "C2"
     assert sdata.tables["table"].n_obs == 187
 
 
 def test_her2st_from_env(shared_data, monkeypatch, isolated):
-    monkeypatch.setenv(_public.DATA_ENV, str(shared_data))
+    monkeypatch.setenv(_paths.DATA_ENV, str(shared_data))
     assert st.datasets.her2st("C3").tables["table"].n_obs == 180
 
 

@@ -50,7 +50,7 @@ def test_follows_conventions(sample):
     fractions = table.obsm["cell_type_fraction"].to_numpy()
     assert fractions.shape == (table.n_obs, 5)
     assert np.all(fractions.sum(axis=1) <= 1 + 1e-6)
-    # Visium layout: nearest neighbours one pitch (100 px at 1 µm per pixel) apart
+    # Visium layout: nearest neighbors one pitch (100 px at 1 µm per pixel) apart
     assert st.io.derive_microns_per_pixel(table.obsm["spatial"], 100.0) == pytest.approx(1.0)
 
 
@@ -176,7 +176,7 @@ def test_all_cell_types_and_small_gene_sets():
     table = sdata["table"]
     assert (table.var["role"] == "marker").sum() == 8
     assert table.varm["cell_type_profile"].shape == (8, 8)
-    assert set(sdata[CELLS_TABLE_KEY].obs["cell_type"].cat.categories) >= {"tumour", "fibroblast", "lymphocyte"}
+    assert set(sdata[CELLS_TABLE_KEY].obs["cell_type"].cat.categories) >= {"tumor", "fibroblast", "lymphocyte"}
 
 
 @pytest.mark.parametrize(
@@ -212,13 +212,13 @@ def contextual():
 
 
 def _context_drive(sdata) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per tumour cell: log expression, and each gene's context drive ``w · z``, for genes with context weights."""
+    """Per tumor cell: log expression, and each gene's context drive ``w · z``, for genes with context weights."""
     cells = sdata.tables[CELLS_TABLE_KEY]
     weights = sdata.tables["table"].varm["context_weights"].to_numpy()
     drive = cells.obsm["context"].to_numpy() @ weights.T
-    tumour = (cells.obs["cell_type"] == "tumour").to_numpy()
+    tumor = (cells.obs["cell_type"] == "tumor").to_numpy()
     driven = np.abs(weights).sum(1) > 0
-    return np.log(_dense(cells.X)[tumour][:, driven]), drive[tumour][:, driven], weights
+    return np.log(_dense(cells.X)[tumor][:, driven]), drive[tumor][:, driven], weights
 
 
 def test_context_changes_expression_at_a_fixed_cell_type(contextual, sample):
@@ -245,9 +245,9 @@ def test_context_keeps_the_layout_and_each_types_mean(contextual, sample):
     assert np.abs(np.log(rich / plain)).mean() > 0.3  # yet cell by cell it differs
 
 
-def test_invasive_front_is_a_state_only_tumour_cells_at_the_border_have(contextual):
+def test_invasive_front_is_a_state_only_tumor_cells_at_the_border_have(contextual):
     cells = contextual.tables[CELLS_TABLE_KEY]
     front = cells.obsm["context"]["invasive_front"].to_numpy()
     is_front = front > front.min()
     assert is_front.any()
-    assert (cells.obs["cell_type"].to_numpy()[is_front] == "tumour").all()
+    assert (cells.obs["cell_type"].to_numpy()[is_front] == "tumor").all()

@@ -10,7 +10,7 @@ import tifffile
 from PIL import Image
 
 import histo2st as st
-from histo2st.io._wsi import closest_level
+from histo2st._core._resample import closest_level
 
 
 def _rgb(h, w, seed=0):

@@ -62,7 +62,7 @@ def test_restained_slide_gives_nearly_the_same_network_input(tissue, pixnet):
     raw = [resample_image(image, 0.5).compute().astype(int) for image in (he, other_lab)]
     before = np.abs(raw[0] - raw[1]).mean()
     after = np.abs(inputs[0].astype(int) - inputs[1]).mean()
-    assert before > 10  # grey levels: the two labs look different (15 measured)
+    assert before > 10  # gray levels: the two labs look different (15 measured)
     assert after < 3  # 1.7 measured
     assert after < 0.2 * before
 
@@ -154,7 +154,7 @@ def test_thitogene_normalizes_its_patches(tissue, tmp_path, caplog):
     assert isinstance(model, THItoGene)
     assert model.card["stain_normalization"]["sections"]["synthetic"]["n_pixels"] >= MIN_STAINED_PIXELS
     inputs = [model._model_image(image, 2.0).astype(int) for image in (he, other_lab)]
-    assert np.abs(inputs[0] - inputs[1]).mean() < 4  # grey levels, from 17 before (2.4 measured)
+    assert np.abs(inputs[0] - inputs[1]).mean() < 4  # gray levels, from 17 before (2.4 measured)
 
     xy = np.asarray(sdata["table"].obsm["spatial"])
     plain = _plain_copy(model)

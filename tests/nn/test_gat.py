@@ -21,7 +21,7 @@ def test_knn_adjacency_matches_brute_force():
     assert knn_adjacency(coords, k=4).diagonal().all()
 
 
-def test_knn_adjacency_interior_grid_spot_links_its_four_direct_neighbours():
+def test_knn_adjacency_interior_grid_spot_links_its_four_direct_neighbors():
     adj = knn_adjacency(_grid(), k=4, self_loops=False)
     spot = 5  # (x=1, y=1)
     assert set(adj[spot].nonzero().flatten().tolist()) == {1, 4, 6, 9}
@@ -32,8 +32,8 @@ def test_knn_adjacency_with_padding_and_few_spots():
     mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
     adj = knn_adjacency(coords, k=4, mask=mask)
     assert adj.shape == (2, 5, 5)
-    assert adj[0].sum(1).eq(5).all()  # 4 neighbours + self
-    assert adj[1, :3].sum(1).eq(3).all()  # only 2 real neighbours + self
+    assert adj[0].sum(1).eq(5).all()  # 4 neighbors + self
+    assert adj[1, :3].sum(1).eq(3).all()  # only 2 real neighbors + self
     assert not adj[1, :3, 3:].any()  # nobody links to padding
     assert torch.equal(adj[1, 3:], torch.eye(5, dtype=torch.bool)[3:])  # padding: only its self-loop
 
@@ -59,19 +59,19 @@ def test_gat_shapes_and_gradients():
 def test_gat_respects_the_adjacency():
     gat = _gat().eval()
     x = torch.randn(12, 6)
-    # one layer: node 5 sees itself and its 4 neighbours only
+    # one layer: node 5 sees itself and its 4 neighbors only
     layer = gat.hidden
     adj = knn_adjacency(_grid(), k=4)
-    neighbours = adj[5].nonzero().flatten().tolist()
-    far = next(j for j in range(12) if j not in neighbours)
-    near = next(j for j in neighbours if j != 5)
+    neighbors = adj[5].nonzero().flatten().tolist()
+    far = next(j for j in range(12) if j not in neighbors)
+    near = next(j for j in neighbors if j != 5)
     base = layer(x[None], adj[None])[0, 5]
     x_far, x_near = x.clone(), x.clone()
     x_far[far] += 5.0
     x_near[near] += 5.0
     torch.testing.assert_close(layer(x_far[None], adj[None])[0, 5], base)
     assert not torch.allclose(layer(x_near[None], adj[None])[0, 5], base)
-    # two layers: a node outside the 2-hop neighbourhood cannot reach node 0
+    # two layers: a node outside the 2-hop neighborhood cannot reach node 0
     two_hop = (adj.float() @ adj.float())[0] > 0
     outside = (~two_hop).nonzero().flatten()[0].item()
     x_out = x.clone()

@@ -194,6 +194,6 @@ def test_her2st_sections_with_thitogene_list(shared_data):
 
     top = _report(samples)
     assert len(top.genes) == 250
-    assert "ERBB2" in top.genes[:20]  # HER2-positive tumour: the HER2 gene is among the most expressed
+    assert "ERBB2" in top.genes[:20]  # HER2-positive tumor: the HER2 gene is among the most expressed
     for sdata in samples.values():
         assert sdata["table"].var_names.tolist() == top.genes

@@ -155,7 +155,7 @@ def test_a_map_too_large_for_memory_is_computed_once(fitted, tmp_path, monkeypat
         del model.module.forward  # the instance attribute set by count_forwards
 
 
-def test_the_map_is_zero_off_tissue_and_labelled_at_the_masks_resolution(fitted):
+def test_the_map_is_zero_off_tissue_and_labeled_at_the_masks_resolution(fitted):
     sdata, _ = fitted
     mask = np.zeros((40, 40), dtype=bool)
     mask[10:30, 5:20] = True
@@ -208,3 +208,26 @@ def test_progress_total_follows_the_time_cap(monkeypatch):
         bar.step(1.0)
     assert bar.bar.total <= total  # steps within an epoch do not push the end further away
     bar.close()
+
+
+def test_fit_hands_one_trainer_config_to_every_member(monkeypatch, tiny_pixnet, tmp_path):
+    from histo2st.train import TrainerConfig
+
+    seen = []
+
+    def capture(self, data, config, *, validation):
+        seen.append((config, validation))
+        return []
+
+    monkeypatch.setattr(st.model.PixNet, "train_with", capture)
+    st.tl.fit(_sample(), epochs=2, max_time=None, n_seeds=2, seed=5, validation=0.3, progress=False,
+              checkpoint_dir=tmp_path, **tiny_pixnet)  # fmt: skip
+    assert [type(c) for c, _ in seen] == [TrainerConfig, TrainerConfig]
+    assert [c.seed for c, _ in seen] == [5, 6]
+    assert [c.checkpoint_dir for c, _ in seen] == [tmp_path / "seed_5", tmp_path / "seed_6"]
+    config = seen[0][0]
+    assert (config.epochs, config.max_time) == (2, None)  # explicit, over the preset's
+    assert config.patience == st.model.PixNet.presets["cpu"]["patience"]
+    assert config.device == "cpu"
+    assert config.progress is False
+    assert {v for _, v in seen} == {0.3}

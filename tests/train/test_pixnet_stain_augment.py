@@ -6,7 +6,7 @@ import histo2st as st
 from histo2st.model import PixNet
 from histo2st.train import PixNetPlan, prepare_sections
 
-COLOURS = np.array([(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)], dtype=np.uint8)
+COLORS = np.array([(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)], dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def painted():
     xy = np.array([[60, 60], [180, 60], [60, 180], [180, 180.0]])
     yy, xx = np.mgrid[:240, :240] + 0.5
     image = np.full((240, 240, 3), 255, np.uint8)
-    for (x, y), color in zip(xy, COLOURS, strict=True):
+    for (x, y), color in zip(xy, COLORS, strict=True):
         image[(xx - x) ** 2 + (yy - y) ** 2 <= 20**2] = color
     counts = np.diag([10, 20, 30, 40]) + 1
     sdata = st.io.from_arrays(image, xy, counts, list("abcd"), microns_per_pixel=1.0, spot_diameter_um=40)
@@ -35,7 +35,7 @@ def test_rescaled_crops_keep_spots_on_their_pixels(painted):
             ):
                 assert min(x - r, y - r, 64 - r - x, 64 - r - y) >= -1e-3  # fully inside the crop
                 spot = int(np.argmax(target))  # each spot's largest gene names it
-                np.testing.assert_array_equal(batch["images"][b, :, int(y), int(x)], COLOURS[spot])
+                np.testing.assert_array_equal(batch["images"][b, :, int(y), int(x)], COLORS[spot])
                 radii.append(r)
     assert 20 * 0.9 - 0.1 <= min(radii) < 19.5
     assert 20.5 < max(radii) <= 20 * 1.1 + 0.1

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(opts: argparse.Namespace) -> None:
     """Describe ``opts.path`` as text or JSON; a damaged model is described, then its error raised."""
-    from ..model._base import CARD_FILE
+    from ..model import CARD_FILE
     from .common import is_zarr_store
 
     if opts.path is None:
@@ -58,7 +58,7 @@ def describe_model(path: Path) -> tuple[dict, Exception | None]:
 
     A card that cannot be read raises at once: nothing is left to describe.
     """
-    from ..model._base import ModelFileError, check_model_dir, read_card
+    from ..model import ModelFileError, check_model_dir, read_card
 
     card = read_card(path)
     try:

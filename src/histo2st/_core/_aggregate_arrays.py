@@ -49,7 +49,7 @@ def aggregate_array(
     agg: str = "mean",
     tile_bytes: int = TILE_BYTES,
 ) -> Aggregated:
-    """Sum or average a ``(C, H, W)`` map over circles, square bins or labelled regions, with bounded memory.
+    """Sum or average a ``(C, H, W)`` map over circles, square bins or labeled regions, with bounded memory.
 
     Give exactly one of ``centers`` + ``radii`` (circles), ``origins`` + ``size`` (squares) or ``labels``.
 

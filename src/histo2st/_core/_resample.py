@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dask.array as da
 import numpy as np
 
 #: Output tile edge when resampling; one task reads roughly (tile * factor)^2 input pixels.
 RESAMPLE_TILE = 1024
+#: A level may be this much coarser than the target µm per pixel and still be chosen (the model resamples it).
+LEVEL_TOLERANCE = 0.1
 
 
 def resampled_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
@@ -73,3 +77,16 @@ def _resample_block(source: da.Array, factor: float, block_info=None) -> np.ndar
         plane = Image.fromarray(window[c] if window.dtype == np.uint8 else window[c].astype(np.float32))
         out[c] = np.asarray(plane.resize((x1 - x0, y1 - y0), method, box=box)).astype(source.dtype, copy=False)
     return out
+
+
+def closest_level(mpps: Sequence[float], target: float, *, tolerance: float = LEVEL_TOLERANCE) -> int:
+    """Index of the coarsest level at most ``tolerance`` coarser than ``target`` µm/px (the finest if none is).
+
+    Coarser than needed would lose detail the model uses; finer than needed only costs reading and resampling.
+    """
+    if not target > 0:
+        raise ValueError(f"`target_microns_per_pixel` must be positive, got {target!r}.")
+    fine_enough = [k for k, m in enumerate(mpps) if m <= target * (1 + tolerance)]
+    if not fine_enough:
+        return int(np.argmin(mpps))
+    return max(fine_enough, key=lambda k: mpps[k])

@@ -29,7 +29,7 @@ class SpatialScale:
         Diameter of the measured spots in µm; ``None`` for a slide without measured spots (e.g. from
         :func:`histo2st.io.read_wsi`).
     spot_pitch_um
-        Center-to-center distance of neighbouring spots in µm, if known.
+        Center-to-center distance of neighboring spots in µm, if known.
     mpp_source
         How ``microns_per_pixel`` was obtained, for example ``"given"`` or ``"spot pitch"``.
     sample
@@ -157,7 +157,7 @@ def add_microns_system(sdata: SpatialData, microns_per_pixel: float) -> None:
 
 
 def pitch_from_centers(xy: np.ndarray) -> float:
-    """Median distance from each spot center to its nearest neighbour, in the units of ``xy``."""
+    """Median distance from each spot center to its nearest neighbor, in the units of ``xy``."""
     from scipy.spatial import cKDTree
 
     xy = np.asarray(xy, dtype=float)
@@ -165,3 +165,17 @@ def pitch_from_centers(xy: np.ndarray) -> float:
         raise ValueError("At least two spots are needed to derive the spot pitch; pass `microns_per_pixel`.")
     dist, _ = cKDTree(xy).query(xy, k=2)
     return float(np.median(dist[:, 1]))
+
+
+def spot_table_keys(sdata, name: str, table_key: str | None) -> tuple[str, str]:
+    """``(table_key, shapes_key)`` of sample ``name``: the given table (default: from its scale) and its region."""
+    key = get_scale(sdata).table_key if table_key is None else table_key
+    if key not in sdata.tables:
+        raise KeyError(f"Sample '{name}' has no table '{key}' (tables: {list(sdata.tables)}); pass `table_key=`.")
+    region = np.atleast_1d(sdata.tables[key].uns.get("spatialdata_attrs", {}).get("region"))
+    if len(region) != 1 or region[0] not in sdata.shapes:
+        raise ValueError(
+            f"Table '{key}' of sample '{name}' must annotate one shapes element of the sample, but its region is "
+            f"{region.tolist()}. Parse it with `TableModel.parse(table, region='spots', ...)`."
+        )
+    return key, str(region[0])

@@ -11,7 +11,7 @@ MASK_SIDE = 1024
 def tissue_mask(he, *, max_side: int = MASK_SIDE) -> tuple[np.ndarray, float]:
     """Foreground mask of an H&E and its downsampling factor.
 
-    Tissue is more saturated than the white or grey glass around it, so Otsu's threshold on the HSV saturation of a
+    Tissue is more saturated than the white or gray glass around it, so Otsu's threshold on the HSV saturation of a
     copy of at most ``max_side`` pixels separates the two; a closing and hole filling smooth the result.
 
     Parameters

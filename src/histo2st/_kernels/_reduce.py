@@ -7,7 +7,7 @@ independent, so their additions overlap instead of waiting on each other, and a 
 channels from two cache lines. Every pixel of a row is read once, however many spans overlap it.
 
 Spots are renumbered in the order their first span appears (that is, by their top row), so the spots active on a
-row have neighbouring accumulator rows: the accumulators touched by a row stay in cache instead of being scattered
+row have neighboring accumulator rows: the accumulators touched by a row stay in cache instead of being scattered
 over the whole ``(spots x channels)`` output. Row bands give the threads work when there are few channels, each band
 with its own partial output, so no two threads ever write the same memory. The parallel drivers run the units with
 ``prange``; the serial drivers (``nogil``) are for dask tasks, where the scheduler already runs one task per core.

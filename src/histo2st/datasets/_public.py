@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from .._core import cache_dir, candidate_roots
+from .._core._paths import DATA_ENV
 from .._logging import logger
-
-#: Environment variable naming a local data root (a folder holding ``her2st/`` and ``stutility_mob/``).
-DATA_ENV = "HISTO2ST_DATA"
-#: Environment variable overriding the download cache folder (default: the OS cache folder of "histo2st").
-CACHE_ENV = "HISTO2ST_CACHE"
 
 _HER2ST = "https://github.com/almaan/her2st/raw/{commit}/data/{path}"
 _HER2ST_CNTS = "e75e5c53a994726a8ad251aaf653a02d7932eb6a"
@@ -144,7 +140,7 @@ def her2st(section: str = "C3", root: str | Path | None = None, **kwargs):
 
 
 def mouse_olfactory_bulb(section: int = 1, root: str | Path | None = None, **kwargs):
-    """Load a mouse olfactory bulb section on the legacy ST 2k array (STUtility example data, MIT licence).
+    """Load a mouse olfactory bulb section on the legacy ST 2k array (STUtility example data, MIT license).
 
     Looked up like :func:`her2st`; downloaded from the STUtility GitHub repository when absent.
 
@@ -177,33 +173,6 @@ def mouse_olfactory_bulb(section: int = 1, root: str | Path | None = None, **kwa
         sample=f"MOB{section}",
         **kwargs,
     )
-
-
-def candidate_roots(root: str | Path | None = None) -> list[Path]:
-    """Data roots searched in order.
-
-    ``root``, ``$HISTO2ST_DATA``, ``../shared/data`` from the working directory and from the source tree, and the
-    download cache.
-    """
-    roots = [Path(root)] if root is not None else []
-    if os.environ.get(DATA_ENV):
-        roots.append(Path(os.environ[DATA_ENV]))
-    roots.extend(_beside_project())
-    roots.append(cache_dir())
-    return roots
-
-
-def _beside_project() -> list[Path]:
-    # ../shared/data from the working directory, and beside the source tree (src/histo2st/datasets/_public.py is
-    # three levels below the repository)
-    return [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[3].parent / "shared" / "data"]
-
-
-def cache_dir() -> Path:
-    """Folder the public files are downloaded to (``$HISTO2ST_CACHE`` or the OS cache folder of "histo2st")."""
-    import pooch
-
-    return Path(os.environ.get(CACHE_ENV) or pooch.os_cache("histo2st"))
 
 
 def fetch(name: str, *, cache: Path | None = None) -> Path:

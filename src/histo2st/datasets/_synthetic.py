@@ -46,9 +46,9 @@ def synthetic_tissue(
 ):
     """Generate a synthetic H&E tissue with dense ground-truth expression, Visium-like spots and optional bins.
 
-    The tissue has regions (tumour nests, collagen stroma with fibres, immune aggregates, glands, fat, glass) made
+    The tissue has regions (tumor nests, collagen stroma with fibers, immune aggregates, glands, fat, glass) made
     of cells whose type sets the nucleus size, shape, hematoxylin and chromatin, the cytoplasm, the density and the
-    arrangement (sheets, rings, aggregates, cells along fibres). It is rendered in optical density with hematoxylin
+    arrangement (sheets, rings, aggregates, cells along fibers). It is rendered in optical density with hematoxylin
     and eosin stain vectors. Each cell type has an expression profile over ``n_genes`` genes (markers, genes shared
     by a few types, housekeeping genes) attached to the cell bodies, so expression follows the morphology. See the
     docs page "Synthetic tissue" for the model.
@@ -64,15 +64,15 @@ def synthetic_tissue(
     n_genes
         Number of genes, at least ``n_cell_types`` (every type gets a marker).
     n_cell_types
-        Number of cell types, 2-8, taken in the order tumour, fibroblast, lymphocyte, epithelial (glands), adipocyte
+        Number of cell types, 2-8, taken in the order tumor, fibroblast, lymphocyte, epithelial (glands), adipocyte
         (fat), macrophage, endothelial (vessels), plasma cell. Regions whose cell type is left out become stroma.
     noise
         Cell-to-cell expression variation: standard deviation of the log of a mean-preserving log-normal factor.
     context
         How much expression depends on where a cell sits, beyond its type: the standard deviation of the log of a
-        factor set by the cell's tumour depth, distance to the tissue edge, immune neighbourhood and invasive-front
+        factor set by the cell's tumor depth, distance to the tissue edge, immune neighborhood and invasive-front
         state (natural-log units; 0 = expression follows cell type only, 1 = a gene varies about 2.7-fold with its
-        context at a fixed type). These features are barely visible in a spot-sized colour patch, so with
+        context at a fixed type). These features are barely visible in a spot-sized color patch, so with
         ``context > 0`` a model must see the surroundings to predict them. See ``_synthetic_context``.
     capture_efficiency
         Fraction of the truth's molecules that are counted, in (0, 1]; counts are Poisson with mean

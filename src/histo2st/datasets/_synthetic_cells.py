@@ -11,8 +11,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy import ndimage
 
-REGIONS = ("background", "stroma", "tumour", "immune", "gland", "fat")
-BACKGROUND, STROMA, TUMOUR, IMMUNE, GLAND, FAT = range(len(REGIONS))
+REGIONS = ("background", "stroma", "tumor", "immune", "gland", "fat")
+BACKGROUND, STROMA, TUMOR, IMMUNE, GLAND, FAT = range(len(REGIONS))
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class CellType:
 
 # The first ``n_cell_types`` are used; the order puts the types that define tissue regions first.
 CELL_TYPES = (
-    CellType("tumour", (4.0, 6.0), (0.65, 0.95), 0.10, (0.6, 0.85), 0.30, True, 4.5, 0.38, 0.05, 1.6),
+    CellType("tumor", (4.0, 6.0), (0.65, 0.95), 0.10, (0.6, 0.85), 0.30, True, 4.5, 0.38, 0.05, 1.6),
     CellType("fibroblast", (6.0, 9.0), (0.18, 0.30), 0.04, (0.95, 1.2), 0.20, False, 1.5, 0.45, 0.00, 0.7),
     CellType("lymphocyte", (2.6, 3.4), (0.85, 1.00), 0.05, (1.1, 1.35), 0.40, False, 1.0, 0.15, 0.05, 0.5),
     CellType("epithelial", (3.5, 4.5), (0.55, 0.80), 0.05, (0.75, 0.95), 0.25, False, 3.5, 0.28, 0.06, 1.2),
@@ -43,7 +43,7 @@ CELL_TYPES = (
     CellType("endothelial", (5.0, 7.0), (0.25, 0.40), 0.04, (0.85, 1.05), 0.20, False, 1.5, 0.30, 0.00, 0.8),
     CellType("plasma", (3.2, 4.0), (0.85, 1.00), 0.05, (0.9, 1.1), 0.45, False, 4.5, 0.25, 0.18, 1.3),
 )
-TUMOUR_T, FIBRO_T, LYMPH_T, EPI_T, ADIPO_T, MACRO_T, ENDO_T, PLASMA_T = range(len(CELL_TYPES))
+TUMOR_T, FIBRO_T, LYMPH_T, EPI_T, ADIPO_T, MACRO_T, ENDO_T, PLASMA_T = range(len(CELL_TYPES))
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Layout:
     regions: np.ndarray  #: (H, W) uint8 region index, see ``REGIONS``
     lumen: np.ndarray  #: (H, W) bool, gland and vessel lumens (empty, white)
     blood: np.ndarray  #: (H, W) bool, red blood cells inside vessels
-    fibre_phase: np.ndarray  #: (H, W) float32 phase (µm) whose level lines are the stroma fibres
+    fiber_phase: np.ndarray  #: (H, W) float32 phase (µm) whose level lines are the stroma fibers
     cells: Cells
 
 
@@ -138,7 +138,7 @@ def _quantile(field: np.ndarray, q: float) -> float:
 
 
 def make_regions(rng: np.random.Generator, shape: tuple[int, int], mpp: float, n_cell_types: int) -> np.ndarray:
-    """Region map: a tissue edge, tumour nests, immune aggregates, a gland zone and fat in a stroma background."""
+    """Region map: a tissue edge, tumor nests, immune aggregates, a gland zone and fat in a stroma background."""
     h, w = shape
     yy, xx = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
     angle = rng.uniform(0, 2 * np.pi)
@@ -151,7 +151,7 @@ def make_regions(rng: np.random.Generator, shape: tuple[int, int], mpp: float, n
         zones.append((GLAND, smooth_field(rng, shape, mpp, 350), 0.72))
     zones.append((IMMUNE, smooth_field(rng, shape, mpp, 100), 0.9))
     nests = smooth_field(rng, shape, mpp, 280) + 0.45 * smooth_field(rng, shape, mpp, 50)
-    zones.append((TUMOUR, nests, 0.66))
+    zones.append((TUMOR, nests, 0.66))
     if n_cell_types > ADIPO_T:
         zones.append((FAT, smooth_field(rng, shape, mpp, 350), 0.88))
     for region, field, q in zones:
@@ -160,8 +160,8 @@ def make_regions(rng: np.random.Generator, shape: tuple[int, int], mpp: float, n
     return regions
 
 
-def fibre_phase(rng: np.random.Generator, shape: tuple[int, int], mpp: float) -> np.ndarray:
-    """Phase map (µm) of the collagen fibres: wavy, mostly parallel bundles that merge and split."""
+def fiber_phase(rng: np.random.Generator, shape: tuple[int, int], mpp: float) -> np.ndarray:
+    """Phase map (µm) of the collagen fibers: wavy, mostly parallel bundles that merge and split."""
     h, w = shape
     yy = np.arange(h, dtype=np.float32)[:, None] * np.float32(mpp)
     xx = np.arange(w, dtype=np.float32)[None, :] * np.float32(mpp)
@@ -223,11 +223,11 @@ def _ring_cells(rng, kind, cx, cy, r1, r2, phi, *, gap, spacing, radial):
 
 
 def make_layout(rng: np.random.Generator, shape: tuple[int, int], mpp: float, n_cell_types: int) -> Layout:
-    """Regions, lumens, fibres and every cell of a synthetic tissue of ``shape`` pixels."""
+    """Regions, lumens, fibers and every cell of a synthetic tissue of ``shape`` pixels."""
     h, w = shape
     extent = (h * mpp, w * mpp)
     regions = make_regions(rng, shape, mpp, n_cell_types)
-    phase = fibre_phase(rng, shape, mpp)
+    phase = fiber_phase(rng, shape, mpp)
     lumen = np.zeros(shape, dtype=bool)
     blood = np.zeros(shape, dtype=bool)
     occupied = np.zeros(shape, dtype=bool)
@@ -260,8 +260,8 @@ def make_layout(rng: np.random.Generator, shape: tuple[int, int], mpp: float, n_
         blood |= _red_blood_cells(rng, vessel_lumen, mpp)
 
     tx, ty = hex_lattice(rng, extent, 12.5, 0.12)
-    keep = (lookup(regions, tx, ty, mpp) == TUMOUR) & (rng.random(tx.size) < 0.97)
-    parts.append(make_cells(rng, TUMOUR_T, tx[keep], ty[keep]))
+    keep = (lookup(regions, tx, ty, mpp) == TUMOR) & (rng.random(tx.size) < 0.97)
+    parts.append(make_cells(rng, TUMOR_T, tx[keep], ty[keep]))
 
     lx, ly = hex_lattice(rng, extent, 7.5, 0.15)
     keep = (lookup(regions, lx, ly, mpp) == IMMUNE) & (rng.random(lx.size) < 0.92)
@@ -281,7 +281,7 @@ def make_layout(rng: np.random.Generator, shape: tuple[int, int], mpp: float, n_
         regions=regions,
         lumen=lumen,
         blood=blood,
-        fibre_phase=phase,
+        fiber_phase=phase,
         cells=_drop_overlaps(cells, min_um=3.0),
     )
 
@@ -319,12 +319,12 @@ def _red_blood_cells(rng, vessel_lumen: np.ndarray, mpp: float) -> np.ndarray:
 
 
 def _scattered_cells(rng, regions, occupied, extent, mpp, phase, n_cell_types) -> list[Cells]:
-    """Cells scattered in the stroma: fibroblasts along the fibres, and immune cells crowding tumour borders."""
+    """Cells scattered in the stroma: fibroblasts along the fibers, and immune cells crowding tumor borders."""
     area = extent[0] * extent[1]
     stroma_like = np.isin(regions, (STROMA, GLAND)) & ~occupied
     # a 4 µm grid is fine enough for a density that varies over tens of µm
     step = max(int(round(4.0 / mpp)), 1)
-    tumour_distance = ndimage.distance_transform_edt(regions[::step, ::step] != TUMOUR, sampling=step * mpp)
+    tumor_distance = ndimage.distance_transform_edt(regions[::step, ::step] != TUMOR, sampling=step * mpp)
     gy, gx = np.gradient(phase)
 
     def sample(max_density: float, density) -> tuple[np.ndarray, np.ndarray]:
@@ -339,13 +339,13 @@ def _scattered_cells(rng, regions, occupied, extent, mpp, phase, n_cell_types) -
     along = np.arctan2(lookup(gy, x, y, mpp), lookup(gx, x, y, mpp)) + np.pi / 2
     out.append(make_cells(rng, FIBRO_T, x, y, theta=along + rng.normal(0, 0.12, x.size)))
 
-    def near_tumour(base: float, peak: float, reach: float):
-        return lambda x, y: base + peak * np.exp(-lookup(tumour_distance, x, y, step * mpp) / reach)
+    def near_tumor(base: float, peak: float, reach: float):
+        return lambda x, y: base + peak * np.exp(-lookup(tumor_distance, x, y, step * mpp) / reach)
 
-    x, y = sample(1 / 2500 + 1 / 200, near_tumour(1 / 2500, 1 / 200, 25.0))
+    x, y = sample(1 / 2500 + 1 / 200, near_tumor(1 / 2500, 1 / 200, 25.0))
     out.append(make_cells(rng, LYMPH_T, x, y))
     if n_cell_types > MACRO_T:
-        x, y = sample(1 / 4000 + 1 / 1200, near_tumour(1 / 4000, 1 / 1200, 40.0))
+        x, y = sample(1 / 4000 + 1 / 1200, near_tumor(1 / 4000, 1 / 1200, 40.0))
         out.append(make_cells(rng, MACRO_T, x, y))
     if n_cell_types > PLASMA_T:
         x, y = sample(1 / 5000, lambda x, y: np.full(x.shape, 1 / 5000))

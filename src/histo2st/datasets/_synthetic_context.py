@@ -1,18 +1,18 @@
 """Context in the synthetic tissue: expression that depends on where a cell sits, not only on its type.
 
-In real tissue the same-looking cell expresses differently by its surroundings: deep in a tumour nest (hypoxia),
-near the tissue edge, among immune cells, or at the invasive front of a tumour. A colour patch the size of a spot
+In real tissue the same-looking cell expresses differently by its surroundings: deep in a tumor nest (hypoxia),
+near the tissue edge, among immune cells, or at the invasive front of a tumor. A color patch the size of a spot
 sees the cell but not most of that context; a model with a wide field of view can. Each cell gets four context
 features, computed from the layout on a 4 µm grid:
 
-``tumour_depth``
-    ``tanh`` of the signed distance to the nearest tumour border over 150 µm: -1 deep inside a nest, +1 far outside.
+``tumor_depth``
+    ``tanh`` of the signed distance to the nearest tumor border over 150 µm: -1 deep inside a nest, +1 far outside.
 ``tissue_edge``
     ``exp(-d / 200 µm)`` of the distance ``d`` to the glass around the tissue.
-``immune_neighbourhood``
+``immune_neighborhood``
     Fraction of lymphocytes among the cells around it (Gaussian weights, σ = 40 µm).
 ``invasive_front``
-    1 for a tumour cell within 30 µm of the tumour border, else 0: a cell state that looks like any tumour cell.
+    1 for a tumor cell within 30 µm of the tumor border, else 0: a cell state that looks like any tumor cell.
 
 Each feature is standardized over the cells. Every marker and shared gene responds to one or two features with
 weights of unit norm; housekeeping genes respond to none. A cell's expression is its type's profile times its
@@ -26,14 +26,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ._synthetic_cells import BACKGROUND, LYMPH_T, TUMOUR, TUMOUR_T, Layout
+from ._synthetic_cells import BACKGROUND, LYMPH_T, TUMOR, TUMOR_T, Layout
 
-CONTEXT_FEATURES = ("tumour_depth", "tissue_edge", "immune_neighbourhood", "invasive_front")
+CONTEXT_FEATURES = ("tumor_depth", "tissue_edge", "immune_neighborhood", "invasive_front")
 #: Grid (µm) the context maps are computed on: the features vary over tens to hundreds of µm.
 GRID_UM = 4.0
-TUMOUR_DEPTH_UM = 150.0
+TUMOR_DEPTH_UM = 150.0
 TISSUE_EDGE_UM = 200.0
-NEIGHBOURHOOD_UM = 40.0
+NEIGHBORHOOD_UM = 40.0
 FRONT_UM = 30.0
 
 
@@ -46,20 +46,20 @@ def context_features(layout: Layout, mpp: float) -> np.ndarray:
     i = np.clip((cells.y / grid_um).astype(int), 0, coarse.shape[0] - 1)
     j = np.clip((cells.x / grid_um).astype(int), 0, coarse.shape[1] - 1)
 
-    in_tumour = coarse == TUMOUR
-    if in_tumour.any() and not in_tumour.all():
-        signed = ndimage.distance_transform_edt(~in_tumour, sampling=grid_um)
-        signed -= ndimage.distance_transform_edt(in_tumour, sampling=grid_um)
+    in_tumor = coarse == TUMOR
+    if in_tumor.any() and not in_tumor.all():
+        signed = ndimage.distance_transform_edt(~in_tumor, sampling=grid_um)
+        signed -= ndimage.distance_transform_edt(in_tumor, sampling=grid_um)
     else:
-        signed = np.full(coarse.shape, np.inf if not in_tumour.any() else -np.inf)
-    depth = np.tanh(signed[i, j] / TUMOUR_DEPTH_UM)
+        signed = np.full(coarse.shape, np.inf if not in_tumor.any() else -np.inf)
+    depth = np.tanh(signed[i, j] / TUMOR_DEPTH_UM)
     glass = coarse == BACKGROUND
     edge_distance = (
         ndimage.distance_transform_edt(~glass, sampling=grid_um) if glass.any() else np.full(coarse.shape, np.inf)
     )
     edge = np.exp(-edge_distance[i, j] / TISSUE_EDGE_UM)
-    immune = _neighbour_fraction(cells.kind == LYMPH_T, i, j, coarse.shape, NEIGHBOURHOOD_UM / grid_um)
-    front = ((cells.kind == TUMOUR_T) & (np.abs(signed[i, j]) < FRONT_UM)).astype(float)
+    immune = _neighbor_fraction(cells.kind == LYMPH_T, i, j, coarse.shape, NEIGHBORHOOD_UM / grid_um)
+    front = ((cells.kind == TUMOR_T) & (np.abs(signed[i, j]) < FRONT_UM)).astype(float)
     return _standardize(np.column_stack([depth, edge, immune, front]))
 
 
@@ -86,7 +86,7 @@ def context_factors(features: np.ndarray, weights: pd.DataFrame, context: float,
     return factors
 
 
-def _neighbour_fraction(is_kind: np.ndarray, i: np.ndarray, j: np.ndarray, shape, sigma_px: float) -> np.ndarray:
+def _neighbor_fraction(is_kind: np.ndarray, i: np.ndarray, j: np.ndarray, shape, sigma_px: float) -> np.ndarray:
     """Fraction of cells of a kind among the cells near each cell (Gaussian-weighted counts on the grid)."""
     counts = np.zeros(shape)
     kind_counts = np.zeros(shape)

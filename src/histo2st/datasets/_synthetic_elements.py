@@ -66,7 +66,7 @@ def cells_elements(
     """Label image of cell bodies and its table: cell type, center and expression density of every cell.
 
     ``counts`` is the number of pixels of each label. The table's ``X`` is the cell's expression density (UMI per
-    µm² of body at full capture); cells whose body was entirely covered by neighbours are left out of the table, as
+    µm² of body at full capture); cells whose body was entirely covered by neighbors are left out of the table, as
     they are absent from the label image. ``obsm["context"]`` holds each cell's row of ``context``, its standardized
     context features (:data:`CONTEXT_FEATURES`).
     """

@@ -19,7 +19,7 @@ from ._synthetic_cells import (
     GLAND,
     IMMUNE,
     STROMA,
-    TUMOUR,
+    TUMOR,
     Layout,
     smooth_field,
 )
@@ -28,8 +28,8 @@ from ._synthetic_cells import (
 HEMATOXYLIN = np.array([0.5626, 0.7201, 0.4062])
 EOSIN = np.array([0.2159, 0.8012, 0.5581])
 #: Eosin of the extracellular matrix per region: dense pink collagen in stroma, looser around glands, none in fat.
-ECM_EOSIN = {BACKGROUND: 0.0, STROMA: 0.42, TUMOUR: 0.3, IMMUNE: 0.22, GLAND: 0.3, FAT: 0.0}
-FIBRE_PERIOD_UM = 7.0
+ECM_EOSIN = {BACKGROUND: 0.0, STROMA: 0.42, TUMOR: 0.3, IMMUNE: 0.22, GLAND: 0.3, FAT: 0.0}
+FIBER_PERIOD_UM = 7.0
 BAND_ROWS = 256
 
 
@@ -145,16 +145,16 @@ def _cell_parameters(cells):
 
 
 def _stain_extracellular(layout: Layout, labels, hema, eosin, mpp: float, rng) -> None:
-    """Collagen fibres, lumens, red blood cells and glass, in place, where no cell body is."""
+    """Collagen fibers, lumens, red blood cells and glass, in place, where no cell body is."""
     shape = labels.shape
     # thin bright bundles (a sharpened cosine of the phase), broken along their length by a mottling field
-    fibres = (0.5 + 0.5 * np.cos(layout.fibre_phase * np.float32(2 * np.pi / FIBRE_PERIOD_UM))) ** 3
-    fibres *= np.clip(0.6 + 0.5 * smooth_field(rng, shape, mpp, 10.0), 0, 1)
+    fibers = (0.5 + 0.5 * np.cos(layout.fiber_phase * np.float32(2 * np.pi / FIBER_PERIOD_UM))) ** 3
+    fibers *= np.clip(0.6 + 0.5 * smooth_field(rng, shape, mpp, 10.0), 0, 1)
     base = np.zeros(len(ECM_EOSIN), dtype=np.float32)
     for region, value in ECM_EOSIN.items():
         base[region] = value
     texture = 1 + 0.15 * smooth_field(rng, shape, mpp, 6.0)
-    ecm = np.where(layout.lumen, np.float32(0.04), base[layout.regions] * (0.45 + 0.85 * fibres) * texture)
+    ecm = np.where(layout.lumen, np.float32(0.04), base[layout.regions] * (0.45 + 0.85 * fibers) * texture)
     outside = labels == 0
     eosin += np.where(outside, ecm, np.float32(0))
     hema += np.where(outside & (layout.regions != BACKGROUND), np.float32(0.03), np.float32(0))

@@ -27,7 +27,7 @@ class SpotMeasurement:
 def hex_spot_grid(shape: tuple[int, int], mpp: float, pitch_um: float, diameter_um: float):
     """Visium layout: rows ``pitch * sqrt(3) / 2`` apart, odd rows shifted by half a pitch, centered in the image.
 
-    ``array_col`` follows Visium (even columns on even rows, odd on odd rows), so neighbours in a row are two
+    ``array_col`` follows Visium (even columns on even rows, odd on odd rows), so neighbors in a row are two
     columns apart. Only whole circles inside the image are kept. Returns centers ``(n, 2)`` in pixels and
     ``(n, 2)`` (array_row, array_col).
     """

@@ -13,12 +13,12 @@ from .._core import SpatialScale, as_gene_list, build_sample, pitch_from_centers
 def derive_microns_per_pixel(spot_xy: np.ndarray, spot_pitch_um: float) -> float:
     """Microns per pixel from the spot centers and the platform's center-to-center spot pitch.
 
-    The pixel pitch is the median nearest-neighbour distance of the spot centers, which is robust to missing spots.
+    The pixel pitch is the median nearest-neighbor distance of the spot centers, which is robust to missing spots.
     """
     if spot_pitch_um is None or spot_pitch_um <= 0:
         raise ValueError(
             "Cannot derive microns per pixel: pass `microns_per_pixel=`, or the platform's `spot_pitch_um=` "
-            "(center-to-center distance of neighbouring spots) so it can be derived from the spot centers."
+            "(center-to-center distance of neighboring spots) so it can be derived from the spot centers."
         )
     return float(spot_pitch_um) / pitch_from_centers(spot_xy)
 
@@ -58,7 +58,7 @@ def from_arrays(
     spot_diameter_um
         Spot diameter in µm (55 for Visium, 100 for legacy ST).
     spot_pitch_um
-        Center-to-center distance of neighbouring spots in µm (100 for Visium, 200 for legacy ST).
+        Center-to-center distance of neighboring spots in µm (100 for Visium, 200 for legacy ST).
     spot_names
         Unique spot barcodes (``obs_names``).
     array_coords

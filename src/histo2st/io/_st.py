@@ -16,7 +16,7 @@ from .._logging import logger
 #: Center-to-center distance of nearest spots on the 1k array: a square grid, 200 µm per array unit.
 ST_1K_PITCH_UM = 200.0
 #: The 2k array keeps the 1k frame and adds a second grid offset by half a step: spots sit where ``x + y`` is even,
-#: 100 µm per array unit, so the nearest neighbours are the diagonal ones, 100 µm * sqrt(2) apart.
+#: 100 µm per array unit, so the nearest neighbors are the diagonal ones, 100 µm * sqrt(2) apart.
 ST_2K_PITCH_UM = 100.0 * np.sqrt(2.0)
 
 _SPOT_COLUMNS = ("x", "y", "new_x", "new_y", "pixel_x", "pixel_y", "selected")
@@ -171,7 +171,7 @@ def fit_array_to_pixels(array_xy: np.ndarray, pixel_xy: np.ndarray) -> dict:
 
     A legacy ST array is a lattice, so ``pixel = A @ (x, y) + t``. The pixel length of one array unit is
     ``sqrt(|det A|)`` (the geometric mean of the two axes, independent of rotation), which uses every spot and is
-    not biased by the jitter of single spot positions the way a nearest-neighbour distance is. The nearest-neighbour
+    not biased by the jitter of single spot positions the way a nearest-neighbor distance is. The nearest-neighbor
     distance of the array coordinates themselves tells the layout: 1 unit on the square 1k array, sqrt(2) units on
     the 2k array.
 

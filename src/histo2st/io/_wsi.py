@@ -7,7 +7,6 @@ import functools
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +16,12 @@ import numpy as np
 from .._constants import ATTRS_KEY, IMAGE_CHANNELS, IMAGE_KEY
 from .._core import SpatialScale, as_rgb_uint8, microns_transformations
 from .._core._image import IMAGE_CHUNKS
+from .._core._resample import closest_level
 from .._logging import logger
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf2", ".tf8")
 PIL_SUFFIXES = (".jpg", ".jpeg", ".png")
 OPENSLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
-#: A level may be this much coarser than the target µm per pixel and still be chosen (the model resamples it).
-LEVEL_TOLERANCE = 0.1
 #: Pixel sizes outside this range (µm) are not a microscope's: such resolution tags are a scanner's or editor's
 #: default (72 dpi is 353 µm/px) and are ignored.
 PLAUSIBLE_MPP = (0.01, 50.0)
@@ -140,19 +138,6 @@ def read_wsi(
     height, width = arrays[0].shape[1:]
     logger.info(f"Slide '{path.name}': level {level} of {len(mpps)}, {width} x {height} px at {mpps[level]:.4g} µm/px.")
     return sdata
-
-
-def closest_level(mpps: Sequence[float], target: float, *, tolerance: float = LEVEL_TOLERANCE) -> int:
-    """Index of the coarsest level at most ``tolerance`` coarser than ``target`` µm/px (the finest if none is).
-
-    Coarser than needed would lose detail the model uses; finer than needed only costs reading and resampling.
-    """
-    if not target > 0:
-        raise ValueError(f"`target_microns_per_pixel` must be positive, got {target!r}.")
-    fine_enough = [k for k, m in enumerate(mpps) if m <= target * (1 + tolerance)]
-    if not fine_enough:
-        return int(np.argmin(mpps))
-    return max(fine_enough, key=lambda k: mpps[k])
 
 
 def _resolve_mpp(path: Path, found: tuple[float, str] | None, given: float | None) -> tuple[float, str]:

@@ -136,25 +136,39 @@ class BaseModel:
         The training history (also in ``model.history``); ``model.card`` gains the normalization, the training
         sections and the best validation metrics.
         """
-        from ..train import Trainer, TrainerConfig, prepare_sections, split_validation
+        from ..train import TrainerConfig
 
-        seed = settings.seed if seed is None else seed
-        device = settings.resolve_device(device)
-        start = time.perf_counter()
-        sections, norm = prepare_sections(data, self.genes, self.microns_per_pixel)
-        train, val, val_desc = split_validation(sections, validation, seed=seed)
-        sections, train, val = self._normalize_training_stains(sections, train, val)
-        plan = self._make_plan(train, val)
         config = TrainerConfig(
             epochs=epochs,
-            seed=seed,
-            device=device,
+            seed=settings.seed if seed is None else seed,
+            device=settings.resolve_device(device),
             checkpoint_dir=checkpoint_dir,
-            patience=patience if val else None,
+            patience=patience,
             max_time=max_time,
             progress=progress,
             ema_decay=ema_decay,
         )
+        return self.train_with(data, config, validation=validation)
+
+    def train_with(self, data, config, *, validation=0.15) -> list[dict]:
+        """Train with the options held in one :class:`histo2st.train.TrainerConfig`.
+
+        :func:`histo2st.tl.fit` builds that object once, from a preset and the keywords it was given, and hands it
+        here; :meth:`train` builds it from its keywords. ``config.seed`` and ``config.device`` are used as given
+        (resolved, not ``None``); ``validation`` as in :meth:`train`. Without validation data, early stopping is off
+        whatever ``config.patience`` says. Returns the history, as :meth:`train`.
+        """
+        from dataclasses import replace
+
+        from ..train import Trainer, prepare_sections, split_validation
+
+        start = time.perf_counter()
+        sections, norm = prepare_sections(data, self.genes, self.microns_per_pixel)
+        train, val, val_desc = split_validation(sections, validation, seed=config.seed)
+        sections, train, val = self._normalize_training_stains(sections, train, val)
+        plan = self._make_plan(train, val)
+        if not val:
+            config = replace(config, patience=None)
         if not self.history:
             self._start_at_the_mean(train)
         self.history = Trainer(plan, config).fit()
@@ -170,9 +184,9 @@ class BaseModel:
                 "validation": val_desc,
                 "epochs_run": len(self.history),
                 "seconds": round(time.perf_counter() - start, 1),
-                "device": device,
-                "seed": seed,
-                "ema_decay": ema_decay,
+                "device": config.device,
+                "seed": config.seed,
+                "ema_decay": config.ema_decay,
             },
             validation_metrics=_best_record(self.history),
         )

@@ -14,7 +14,7 @@ import numpy as np
 from .._core._resample import resample_image
 from .._logging import logger
 from .._settings import settings
-from ..train._tiling import (
+from ..train import (
     MAX_HALO_PX,
     PAD_VALUE,
     core_chunks,

@@ -1,4 +1,4 @@
-"""THItoGene, the user-facing model: gene expression of spots from their H&E patches and their neighbours."""
+"""THItoGene, the user-facing model: gene expression of spots from their H&E patches and their neighbors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from .._core._resample import resample_image
 from .._logging import logger
 from .._settings import settings
-from ..train._spot_windows import grid_coordinates, predict_windows
+from ..train import grid_coordinates, predict_windows
 from ._base import BaseModel, init_params
 
 #: Patch side of the paper: 112 px of her2st at about 0.69 µm/px.
@@ -24,7 +24,7 @@ class THItoGene(BaseModel):
     """THItoGene (Jia et al., Brief Bioinform 2024): ODConv, Efficient-CapsNet, a ViT over spots and a GAT.
 
     Each spot is seen as a patch of ``patch_um`` µm of H&E around its center; the spots of a window attend to each
-    other (with grid position embeddings) and to their 4 nearest neighbours in a graph. Train with :meth:`train` (or
+    other (with grid position embeddings) and to their 4 nearest neighbors in a graph. Train with :meth:`train` (or
     :func:`histo2st.tl.fit`), predict with :func:`histo2st.tl.predict`.
 
     Of ``microns_per_pixel``, ``patch_um`` and ``patch_px`` give at most two; the third follows from
@@ -72,7 +72,7 @@ class THItoGene(BaseModel):
     Notes
     -----
     Grid coordinates are ``round(center_um / pitch_um)``: in training with each section's spot pitch (the median
-    nearest-neighbour distance of its spots, so legacy ST arrays get their array coordinates), in prediction with the
+    nearest-neighbor distance of its spots, so legacy ST arrays get their array coordinates), in prediction with the
     median pitch of the training sections (``card["grid_pitch_um"]``), so one position step is the same distance in
     µm as in training whatever is predicted (spots, bins or a dense grid). Each window's coordinates start at 0;
     positions past ``n_pos`` are clipped to the table's edge.

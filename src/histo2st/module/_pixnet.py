@@ -35,7 +35,7 @@ class PixNetModule(nn.Module):
           ResNet18 does; the map therefore comes from features at half the input resolution. Smaller ``L`` drops the
           deepest layers (cheaper, smaller receptive field).
         - DFFN: ``x + Conv1x1(GELU(Conv3x3(x)))``, see :class:`~histo2st.nn.DFFN` for why.
-        - ``Dconv`` has kernel 2 (non-overlapping, no checkerboard artefacts); ``delta_l`` starts at 1.
+        - ``Dconv`` has kernel 2 (non-overlapping, no checkerboard artifacts); ``delta_l`` starts at 1.
         - Any ``H, W``: the input is padded at the bottom and right by edge replication to a multiple of
           :attr:`input_multiple` (``2**L``; 32 at the default) and the map is cropped back, so tiles whose sides are
           multiples of it cost nothing extra.

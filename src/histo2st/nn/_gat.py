@@ -15,20 +15,20 @@ from torch import nn
 def knn_adjacency(
     coords: torch.Tensor, k: int = 4, *, self_loops: bool = True, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Dense graph of each spot's ``k`` nearest neighbours by Euclidean distance.
+    """Dense graph of each spot's ``k`` nearest neighbors by Euclidean distance.
 
     Parameters
     ----------
     coords
         ``(N, 2)`` or ``(B, N, 2)`` spot coordinates (grid or pixel; any units).
     k
-        Neighbours per spot (THItoGene: 4). Fewer when the window has fewer other spots.
+        Neighbors per spot (THItoGene: 4). Fewer when the window has fewer other spots.
     self_loops
         Also connect every spot to itself. The reference graph has no self-loops, so there a spot's GAT output
-        ignores its own features; the GAT paper includes the node in its neighbourhood, and so do we by default.
+        ignores its own features; the GAT paper includes the node in its neighborhood, and so do we by default.
     mask
-        ``(N,)`` or ``(B, N)`` boolean, ``True`` at real spots. Padding spots are nobody's neighbour and have no
-        neighbours (only their self-loop).
+        ``(N,)`` or ``(B, N)`` boolean, ``True`` at real spots. Padding spots are nobody's neighbor and have no
+        neighbors (only their self-loop).
 
     Returns
     -------
@@ -46,16 +46,16 @@ def knn_adjacency(
     order = torch.sort(dist, dim=-1, stable=True).indices[..., :k]
     adj = torch.zeros(dist.shape, dtype=torch.bool, device=coords.device)
     adj.scatter_(-1, order, True)
-    adj &= torch.isfinite(dist)  # drop "neighbours" picked among padding when a spot has fewer than k real ones
+    adj &= torch.isfinite(dist)  # drop "neighbors" picked among padding when a spot has fewer than k real ones
     return adj | eye if self_loops else adj
 
 
 class GraphAttention(nn.Module):
     """Multi-head graph attention layer (Velickovic et al. 2018; THItoGene Eq. 12-15) on a dense adjacency.
 
-    ``e_ij = LeakyReLU(a^T [W h_i || W h_j])`` for every edge, softmax over each node's neighbours ``j``,
+    ``e_ij = LeakyReLU(a^T [W h_i || W h_j])`` for every edge, softmax over each node's neighbors ``j``,
     attention dropout, ``h'_i = sum_j alpha_ij W h_j`` per head; heads are concatenated (``concat=True``) or
-    averaged. A node without neighbours gets zeros.
+    averaged. A node without neighbors gets zeros.
 
     Parameters
     ----------
@@ -105,7 +105,7 @@ class GraphAttention(nn.Module):
         logits = F.leaky_relu(score_dst.unsqueeze(-1) + score_src.unsqueeze(-2), self.negative_slope)
         edges = adjacency.unsqueeze(1)  # (B, 1, N, N), shared by the heads
         logits = logits.masked_fill(~edges, torch.finfo(logits.dtype).min)
-        # Zeroing after the softmax leaves nodes without neighbours at zero instead of NaN or a uniform average.
+        # Zeroing after the softmax leaves nodes without neighbors at zero instead of NaN or a uniform average.
         alpha = torch.softmax(logits, dim=-1) * edges
         alpha = F.dropout(alpha, self.dropout, self.training)
         out = torch.einsum("bhij,bjhd->bihd", alpha, wh)

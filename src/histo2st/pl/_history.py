@@ -34,7 +34,7 @@ def history(
     Parameters
     ----------
     model_or_history
-        A trained model (its ``history``), a seed ensemble (one line per member, labelled by its seed) or the history
+        A trained model (its ``history``), a seed ensemble (one line per member, labeled by its seed) or the history
         itself: a list of per-epoch dicts with ``"epoch"`` and the metrics (``"loss"``, ``"val_pcc"``, ``"val_mse"``,
         ``"epoch_seconds"``).
     metrics
@@ -78,7 +78,7 @@ def history(
 
 
 def _series(model_or_history) -> list[tuple[str | None, Sequence[Mapping]]]:
-    """``(label, history)`` pairs: one per member of an ensemble (labelled by seed), else one without a label."""
+    """``(label, history)`` pairs: one per member of an ensemble (labeled by seed), else one without a label."""
     # a seed ensemble has seeds (every model has `members`, a single one only itself)
     if hasattr(model_or_history, "seeds"):
         pairs = [(f"seed {seed}", member.history) for member, seed in

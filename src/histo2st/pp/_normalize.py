@@ -10,9 +10,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._constants import ATTRS_KEY, COUNTS_LAYER
+from .._core import spot_table_keys
 from .._core._zarr import write_to_store
 from .._logging import log_added, logger
-from ._tables import histo2st_uns, samples_for_update, spot_table_keys, subset_spots
+from ._tables import histo2st_uns, samples_for_update, subset_spots
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

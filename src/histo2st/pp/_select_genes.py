@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from .._constants import ATTRS_KEY
+from .._core import spot_table_keys
 from .._core._zarr import write_to_store
 from .._logging import log_added, logger
-from ._tables import histo2st_uns, samples_for_update, spot_table_keys
+from ._tables import histo2st_uns, samples_for_update
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -7,21 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._constants import ATTRS_KEY
-from .._core import as_samples, get_scale
-
-
-def spot_table_keys(sdata, name: str, table_key: str | None) -> tuple[str, str]:
-    """``(table_key, shapes_key)`` of sample ``name``: the given table (default: from its scale) and its region."""
-    key = get_scale(sdata).table_key if table_key is None else table_key
-    if key not in sdata.tables:
-        raise KeyError(f"Sample '{name}' has no table '{key}' (tables: {list(sdata.tables)}); pass `table_key=`.")
-    region = np.atleast_1d(sdata.tables[key].uns.get("spatialdata_attrs", {}).get("region"))
-    if len(region) != 1 or region[0] not in sdata.shapes:
-        raise ValueError(
-            f"Table '{key}' of sample '{name}' must annotate one shapes element of the sample, but its region is "
-            f"{region.tolist()}. Parse it with `TableModel.parse(table, region='spots', ...)`."
-        )
-    return key, str(region[0])
+from .._core import as_samples
 
 
 def histo2st_uns(table) -> dict:

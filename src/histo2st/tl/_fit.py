@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: Training options a preset may set (the rest of a preset goes to the model class).
 TRAINING_OPTIONS = ("epochs", "patience", "max_time")
+#: Training options recorded in the model card's ``"preset"`` (beside the preset's name and hyperparameters).
+_RECORDED = (*TRAINING_OPTIONS, "device", "ema_decay")
 PRESETS = ("auto", "cpu", "paper")
 
 
@@ -138,13 +140,11 @@ def fit(
     explicit = {k: v for k, v in explicit.items() if v is not FROM_PRESET and not (v is None and k in _NONE_UNSET)}
     chosen, resolved = resolve_preset(MODELS[model], preset, device)
     resolved.update(explicit)
-    options = {k: resolved.pop(k) for k in TRAINING_OPTIONS if k in resolved}
-    options = {"epochs": 30, "patience": 8, "max_time": None, **options, "validation": validation, "device": device,
-               "progress": progress, "ema_decay": ema_decay}  # fmt: skip
-    trained = _train(MODELS[model], genes, samples, resolved, options, n_seeds=int(n_seeds), seed=seed,
-                     checkpoint_dir=checkpoint_dir)  # fmt: skip
-    recorded = {"name": chosen, "requested": preset, **{k: v for k, v in options.items() if k != "progress"},
-                "n_seeds": int(n_seeds), "hyperparameters": resolved}  # fmt: skip
+    config = _trainer_config(resolved, device=device, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress,
+                             ema_decay=ema_decay)  # fmt: skip
+    trained = _train(MODELS[model], genes, samples, resolved, config, validation=validation, n_seeds=int(n_seeds))
+    recorded = {"name": chosen, "requested": preset, **{k: getattr(config, k) for k in _RECORDED},
+                "validation": validation, "n_seeds": int(n_seeds), "hyperparameters": resolved}  # fmt: skip
     for member in trained.members:
         member.card["preset"] = recorded
     for sample in samples.values():
@@ -175,27 +175,47 @@ def resolve_preset(model_class, preset: str, device: str | None) -> tuple[str, d
     return chosen, dict(model_class.presets.get(chosen, {}))
 
 
-def _train(model_class, genes, samples, params: dict, options: dict, *, n_seeds: int, seed, checkpoint_dir):
-    """One trained model, or a seed ensemble of ``n_seeds``."""
+def _trainer_config(resolved: dict, *, device, seed, checkpoint_dir, progress, ema_decay):
+    """The one :class:`~histo2st.train.TrainerConfig` of a fit, with seed and device resolved.
+
+    The preset's training options are popped from ``resolved``, which keeps the model's parameters.
+    """
+    from .._settings import settings
+    from ..train import TrainerConfig
+
+    preset_options = {k: resolved.pop(k) for k in TRAINING_OPTIONS if k in resolved}
+    return TrainerConfig(
+        **preset_options,
+        seed=settings.seed if seed is None else seed,
+        device=settings.resolve_device(device),
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+        ema_decay=ema_decay,
+    )
+
+
+def _train(model_class, genes, samples, params: dict, config, *, validation, n_seeds: int):
+    """One trained model, or a seed ensemble of ``n_seeds`` with seeds ``config.seed``, ``config.seed + 1``, ..."""
+    from dataclasses import replace
+
     import torch
 
-    from .._settings import settings
     from ..model import Ensemble
 
     if n_seeds == 1:
         instance = model_class(genes, **params)
-        instance.train(samples, checkpoint_dir=checkpoint_dir, seed=seed, **options)
+        instance.train_with(samples, config, validation=validation)
         return instance
-    seed = settings.seed if seed is None else seed
     members = []
-    for member_seed in range(seed, seed + n_seeds):
-        logger.info(f"Training ensemble member {member_seed - seed + 1} of {n_seeds} (seed {member_seed}).")
+    for member_seed in range(config.seed, config.seed + n_seeds):
+        logger.info(f"Training ensemble member {member_seed - config.seed + 1} of {n_seeds} (seed {member_seed}).")
         # the initial weights are the main source of a seed ensemble's diversity: draw them under the member's seed,
         # without moving the caller's global torch random state
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(member_seed)
             instance = model_class(genes, **params)
-        member_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / f"seed_{member_seed}"
-        instance.train(samples, checkpoint_dir=member_dir, seed=member_seed, **options)
+        member_dir = None if config.checkpoint_dir is None else Path(config.checkpoint_dir) / f"seed_{member_seed}"
+        member_config = replace(config, seed=member_seed, checkpoint_dir=member_dir)
+        instance.train_with(samples, member_config, validation=validation)
         members.append(instance)
     return Ensemble(members)

@@ -19,7 +19,7 @@ from .._core._maps import tissue_key, tissue_pixels, tissue_pixels_block
 from .._core._tissue import regions_on_tissue, sample_tissue_mask
 from .._core._zarr import write_to_store
 from .._logging import log_added, logger
-from ..train._tiling import MAX_HALO_PX
+from ..train import MAX_HALO_PX
 from ._stream import CHANNEL_CHUNK, stream_map
 
 if TYPE_CHECKING:
@@ -408,8 +408,8 @@ def _check_transfer(sdata, scale, model, he_mpp: float) -> None:
 
 
 def _level_for(element, microns_per_pixel: float, target: float):
-    """The level of a (multiscale) H&E closest to ``target`` µm/px (see :func:`histo2st.io._wsi.closest_level`)."""
-    from ..io._wsi import closest_level
+    """The level of a (multiscale) H&E closest to ``target`` µm/px (see ``_core._resample.closest_level``)."""
+    from .._core._resample import closest_level
 
     if not hasattr(element, "children"):
         return element, microns_per_pixel

@@ -1,4 +1,4 @@
-"""``st.tl.pretrain_encoder``: self-supervised pretraining of the ResNet18 encoder on unlabelled H&E tissue tiles."""
+"""``st.tl.pretrain_encoder``: self-supervised pretraining of the ResNet18 encoder on unlabeled H&E tissue tiles."""
 
 from __future__ import annotations
 

@@ -242,7 +242,7 @@ def _spot_tables(samples: dict) -> dict:
 
     import spatialdata as sd
 
-    from ..pp._tables import spot_table_keys
+    from .._core import spot_table_keys
 
     light = {}
     for name, sdata in samples.items():
@@ -295,7 +295,7 @@ def _selected(samples: dict) -> list[str]:
 
 
 def _thitogene_list(root) -> Path:
-    from ..datasets._public import candidate_roots
+    from .._core import candidate_roots
 
     roots = candidate_roots(root)
     for candidate in roots:

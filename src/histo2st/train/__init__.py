@@ -4,11 +4,23 @@ from ._pixnet_plan import PixNetPlan
 from ._precision import native_bfloat16
 from ._progress import TrainingProgress
 from ._sections import Section, common_genes, normalize_stains, prepare_sections, split_validation
+from ._spot_windows import grid_coordinates, predict_windows
 from ._ssl_plan import BYOLPlan, TileSlide, tissue_tile_centers
 from ._thitogene_plan import THItoGenePlan
+from ._tiling import (
+    MAX_HALO_PX,
+    PAD_VALUE,
+    core_chunks,
+    cores_per_chunk,
+    default_batch_size,
+    make_grid,
+    predict_cores,
+)
 from ._trainer import Trainer, TrainerConfig, TrainingPlan
 
 __all__ = [
+    "MAX_HALO_PX",
+    "PAD_VALUE",
     "BYOLPlan",
     "PixNetPlan",
     "Section",
@@ -19,8 +31,15 @@ __all__ = [
     "TrainingPlan",
     "TrainingProgress",
     "common_genes",
+    "core_chunks",
+    "cores_per_chunk",
+    "default_batch_size",
+    "grid_coordinates",
+    "make_grid",
     "native_bfloat16",
     "normalize_stains",
+    "predict_cores",
+    "predict_windows",
     "prepare_sections",
     "split_validation",
     "tissue_tile_centers",

@@ -4,7 +4,7 @@ THItoGene's attention and graph span every spot the network sees at once, so cos
 spots. Prediction therefore runs over spatially compact windows of at most ``window_spots`` points: the points to
 predict are split into square cores (a quadtree, at most half a window each) and each core's window is the core
 plus its nearest other points as context. Every point is predicted once, by the window built around its core
-(nearest-window-center assignment, no blending), with at least half a window of neighbours as context.
+(nearest-window-center assignment, no blending), with at least half a window of neighbors as context.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 
 from ._tiling import read_tile
 
-#: Neighbours per spot in THItoGene's graph (paper: 4 nearest by Euclidean distance).
+#: Neighbors per spot in THItoGene's graph (paper: 4 nearest by Euclidean distance).
 GRAPH_K = 4
 
 
@@ -22,7 +22,7 @@ def grid_coordinates(centers_um: np.ndarray, pitch_um: float) -> np.ndarray:
     """Integer grid coordinates ``(x, y)`` of spot centers: ``round(center_um / pitch_um)``.
 
     On a square lattice (legacy ST, her2st) these are the array coordinates; on a hexagonal one (Visium) spots of
-    neighbouring rows can share a coordinate, and then share a position embedding.
+    neighboring rows can share a coordinate, and then share a position embedding.
     """
     return np.rint(np.asarray(centers_um, dtype=np.float64) / pitch_um).astype(np.int64)
 

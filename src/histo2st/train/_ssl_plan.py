@@ -1,4 +1,4 @@
-"""Training plan of self-supervised encoder pretraining (BYOL) on unlabelled tissue tiles."""
+"""Training plan of self-supervised encoder pretraining (BYOL) on unlabeled tissue tiles."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ class THItoGenePlan:
     windows per epoch, each the ``window_spots`` spots nearest a random training spot (a KD-tree query), so every
     epoch has the same number of batches. A window's spots get a ``patch_px`` patch around their centers (white
     outside the image), grid coordinates ``round(center_um / pitch_um)`` shifted to start at 0 (positions past the
-    embedding table are clipped by it) and the graph of their 4 nearest neighbours. The loss is taken at training
+    embedding table are clipped by it) and the graph of their 4 nearest neighbors. The loss is taken at training
     spots only.
 
     Parameters

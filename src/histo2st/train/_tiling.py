@@ -49,7 +49,7 @@ class TileGrid:
 def core_chunks(n: int, grid: TileGrid, cores: int = 1) -> tuple[int, ...]:
     """Chunks of ``n`` pixels for tiled prediction: ``cores`` cores of ``grid.core`` each.
 
-    The last chunk is merged into its neighbour when shorter than the halo, because ``dask.array.overlap`` would
+    The last chunk is merged into its neighbor when shorter than the halo, because ``dask.array.overlap`` would
     otherwise rechunk the image and the blocks would no longer match the declared output chunks.
     """
     size = grid.core * cores

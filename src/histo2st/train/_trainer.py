@@ -42,7 +42,7 @@ class TrainingPlan(Protocol):
 
 @dataclass
 class TrainerConfig:
-    """Options of :class:`Trainer`.
+    """Options of :class:`Trainer`, built once (by :func:`histo2st.tl.fit` or ``model.train``) and passed as one object.
 
     Attributes
     ----------
@@ -76,12 +76,12 @@ class TrainerConfig:
         weights and the weights left at the end are the averaged ones; checkpoints hold both. ``None`` disables it.
     """
 
-    epochs: int = 50
+    epochs: int = 30
     seed: int = 0
     device: str = "cpu"
     checkpoint_dir: str | os.PathLike | None = None
     resume: bool = True
-    patience: int | None = 10
+    patience: int | None = 8
     monitor: str | None = "val_pcc"
     mixed_precision: bool | str = "auto"
     progress: bool = True
