@@ -294,6 +294,9 @@ def test_thitogene_ensemble_predicts_the_exact_spread_at_points(tiny_pixnet):
     np.testing.assert_allclose(spots.var["std"], spots.layers["std"].mean(0), rtol=1e-6)
     mean, spread = ensemble.predict_points(_he(sdata), 2.0, spots.obsm["spatial"])
     np.testing.assert_allclose(spread, members.std(0), rtol=1e-4, atol=1e-5)
+    mirrored, _ = ensemble.predict_points(_he(sdata), 2.0, spots.obsm["spatial"], tta=2)
+    assert np.isfinite(mirrored).all()
+    assert not np.allclose(mirrored, mean)
     pixnets = Ensemble([PixNet(["a"], **tiny_pixnet)])  # their values at spots are the map's means
     assert not pixnets.predicts_at_points
     assert pixnets.predict_points(np.zeros((3, 8, 8), dtype=np.uint8), 2.0, np.zeros((1, 2))) is None

@@ -57,6 +57,19 @@ def test_predict_a_subset_of_genes(fitted):
         st.tl.predict(sdata, model, genes=["NOT_A_GENE"], key_added="bad")
 
 
+def test_test_time_augmentation_averages_orientations(fitted):
+    sdata, model = fitted
+    st.tl.predict(sdata, model, dense=False, key_added="plain")
+    st.tl.predict(sdata, model, dense=False, tta=8, key_added="tta")
+    plain, tta = sdata.tables["plain_spots"], sdata.tables["tta_spots"]
+    assert (plain.uns["histo2st"]["tta"], tta.uns["histo2st"]["tta"]) == (1, 8)
+    assert np.isfinite(tta.X).all()
+    assert not np.allclose(plain.X, tta.X)
+    with pytest.raises(ValueError, match=r"one of \[1, 2, 4, 8\]; got 3"):
+        st.tl.predict(sdata, model, dense=False, tta=3, key_added="tta", overwrite=True)
+    assert "tta_spots" in sdata.tables  # refused before the old prediction was removed
+
+
 def test_truth_aggregated_with_defaults_has_the_bins_of_the_prediction(fitted):
     # predict's grid and aggregate's default grid use the same tissue (H&E mask plus measured spots): bin for bin
     sdata, model = fitted

@@ -273,7 +273,7 @@ class BaseModel:
         """The models whose weights run: this one (see :class:`~histo2st.model.Ensemble`)."""
         return [self]
 
-    def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None):
+    def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None, tta: int = 1):
         """``None``: a spot's value is the dense map's mean over the spot (models that predict at points override)."""
         return None
 

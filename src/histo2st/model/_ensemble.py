@@ -114,7 +114,7 @@ class Ensemble:
         device
             Torch device; default :attr:`histo2st.settings.device`.
         **tiling
-            Passed to each member's ``predict_image`` (PixNet: ``tissue_mask``, ``batch_size``).
+            Passed to each member's ``predict_image`` (``tissue_mask``, ``batch_size``, ``tta``).
         """
         maps = [m.predict_image(image, image_mpp, device=device, **tiling) for m in self.members]
         chunks = ((self.n_genes,), *maps[0].chunks[1:])
@@ -127,7 +127,7 @@ class Ensemble:
             meta=np.empty((0, 0, 0), dtype=np.float32),
         )
 
-    def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None):
+    def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None, tta: int = 1):
         """The members' ``(mean, std)`` at points, each ``(n, genes)`` float32.
 
         ``None`` when the members aggregate the dense image instead (see
@@ -135,7 +135,7 @@ class Ensemble:
         """
         values = []
         for member in self.members:
-            points = member.predict_points(image, image_mpp, xy_px, device=device)
+            points = member.predict_points(image, image_mpp, xy_px, device=device, tta=tta)
             if points is None:
                 return None
             values.append(np.asarray(points, dtype=np.float32))

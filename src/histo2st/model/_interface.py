@@ -53,15 +53,16 @@ class Predictor(Protocol):
     def check_genes(self, genes) -> list[int]:
         """Indices of ``genes`` among the model's, or a ``KeyError`` naming those it does not predict."""
 
-    def predict_image(self, image, image_mpp: float, *, device=None, tissue_mask=None, batch_size=None):
+    def predict_image(self, image, image_mpp: float, *, device=None, tissue_mask=None, batch_size=None, tta=1):
         """Lazy ``(n_maps * genes, y, x)`` float32 map of an H&E ``(3, y, x)`` at ``map_microns_per_pixel``.
 
         ``tissue_mask`` is ``(mask, image pixels per mask pixel)``: a model may skip what lies away from it.
-        ``batch_size``: inputs per forward pass, for models that batch tiles (others ignore it).
+        ``batch_size``: inputs per forward pass, for models that batch tiles (others ignore it). ``tta``: the mean
+        over 1, 2, 4 or 8 rotations and mirror images of every input (:func:`histo2st.nn.dihedral_mean`).
         """
 
-    def predict_points(self, image, image_mpp: float, xy_px, *, device=None):
-        """Predictions at points ``(n, 2)`` (x, y in ``image`` pixels).
+    def predict_points(self, image, image_mpp: float, xy_px, *, device=None, tta=1):
+        """Predictions at points ``(n, 2)`` (x, y in ``image`` pixels), ``tta`` as in :meth:`predict_image`.
 
         ``None`` when the model's value at a spot is its map's mean over the spot (PixNet). With ``n_maps == 2``:
         ``(mean, std)``.

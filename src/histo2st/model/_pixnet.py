@@ -138,6 +138,7 @@ class PixNet(BaseModel):
         device: str | None = None,
         tissue_mask: tuple[np.ndarray, float] | None = None,
         batch_size: int | None = None,
+        tta: int = 1,
     ) -> da.Array:
         """Lazy dense prediction ``(genes, y, x)`` float32 at the model's resolution for an H&E ``(3, y, x)``.
 
@@ -161,6 +162,9 @@ class PixNet(BaseModel):
             ``image`` per mask pixel; tiles more than a halo away from tissue are skipped. ``None`` predicts all.
         batch_size
             Tiles per forward pass; default from the device (a pixel budget on a CPU, the free memory of a GPU).
+        tta
+            Test-time augmentation: each tile's map is the mean over 1, 2, 4 or 8 of its rotations and mirror images
+            (:func:`histo2st.nn.dihedral_mean`), each turned back; costs as many forward passes.
         """
         from .._core._tissue import regions_on_tissue
 
@@ -194,16 +198,17 @@ class PixNet(BaseModel):
             on=on,
             device=device,
             batch_size=batch_size,
+            tta=tta,
         )
 
 
-def _predict_block(window: np.ndarray, module, grid, on, device, batch_size, block_info=None) -> np.ndarray:
+def _predict_block(window: np.ndarray, module, grid, on, device, batch_size, tta, block_info=None) -> np.ndarray:
     from ..nn import normalize_images
 
     (y0, _), (x0, _) = block_info[None]["array-location"][1:]
     i0, j0 = y0 // grid.core, x0 // grid.core
     return predict_cores(module, window, grid, on[i0:, j0:], block_info[None]["chunk-shape"][0], device,
-                         normalize=normalize_images, batch_size=batch_size)  # fmt: skip
+                         normalize=normalize_images, batch_size=batch_size, tta=tta)  # fmt: skip
 
 
 def _weights_origin(path) -> dict:

@@ -139,13 +139,14 @@ class THItoGene(BaseModel):
         self.init_params["grid_pitch_um"] = round(plan.pitch_um, 3)
         self.card["grid_pitch_um"] = self.init_params["grid_pitch_um"]
 
-    def predict_points(self, image, image_mpp: float, xy_px: np.ndarray, *, device: str | None = None):
+    def predict_points(self, image, image_mpp: float, xy_px: np.ndarray, *, device: str | None = None, tta: int = 1):
         """Predicted expression ``(n, genes)`` at the centers ``xy_px`` (H&E pixels), from a patch at each.
 
         Every point gets a ``patch_um`` patch and is predicted in windows of ``window_spots`` nearby points (see
         :func:`~histo2st.train._spot_windows.prediction_windows`). The cost is one patch encoding per point,
         whatever the spot size: 8 µm bins over a 5 mm section are ~400,000 patches (hours on a CPU). Returns ``None``
         when there are more than ``max_direct_spots`` points, so the caller aggregates the dense image instead.
+        ``tta``: each patch's prediction is the mean over 1, 2, 4 or 8 of its rotations and mirror images.
         """
         xy_px = np.asarray(xy_px, dtype=np.float64)
         if len(xy_px) > self.init_params["max_direct_spots"]:
@@ -154,9 +155,9 @@ class THItoGene(BaseModel):
                 "are aggregated from the dense image instead of predicted from a patch at each."
             )
             return None
-        return self._predict_at(image, image_mpp, xy_px, device)
+        return self._predict_at(image, image_mpp, xy_px, device, tta)
 
-    def _predict_at(self, image, image_mpp: float, xy_px: np.ndarray, device: str | None) -> np.ndarray:
+    def _predict_at(self, image, image_mpp: float, xy_px: np.ndarray, device: str | None, tta: int) -> np.ndarray:
         device = settings.resolve_device(device)
         centers = xy_px * (image_mpp / self.microns_per_pixel)
         grid = grid_coordinates(xy_px * image_mpp, self._grid_pitch())
@@ -169,6 +170,7 @@ class THItoGene(BaseModel):
             np.arange(len(xy_px)),
             window_spots=self.init_params["window_spots"],
             device=device,
+            tta=tta,
         )
 
     def predict_image(
@@ -179,6 +181,7 @@ class THItoGene(BaseModel):
         device: str | None = None,
         tissue_mask: tuple[np.ndarray, float] | None = None,
         batch_size: int | None = None,
+        tta: int = 1,
     ) -> da.Array:
         """Dense prediction ``(genes, y, x)`` float32, one pixel per ``dense_um`` of tissue, for an H&E ``(3, y, x)``.
 
@@ -187,6 +190,7 @@ class THItoGene(BaseModel):
         :func:`histo2st.tl.aggregate`) are predicted; the others are NaN. The image is computed in memory, window by
         window (``genes`` × the number of grid points floats). ``tissue_mask`` ``(mask, image pixels per mask
         pixel)`` replaces that mask; ``batch_size`` is not used (the model predicts windows of ``window_spots``).
+        ``tta`` as in :meth:`predict_points`.
         """
         from .._core._maps import tissue_pixels_block
         from .._core._tissue import tissue_mask as find_tissue
@@ -203,7 +207,7 @@ class THItoGene(BaseModel):
         )
         dense = np.full((self.n_genes, height * width), np.nan, dtype=np.float32)
         if len(on):
-            dense[:, on] = self._predict_at(image, image_mpp, xy[on], device).T
+            dense[:, on] = self._predict_at(image, image_mpp, xy[on], device, tta).T
         return da.from_array(dense.reshape(self.n_genes, height, width), chunks=(self.n_genes, 1024, 1024))
 
     def _model_image(self, image, image_mpp: float):

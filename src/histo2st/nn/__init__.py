@@ -17,9 +17,11 @@ from ._resnet import (
 )
 from ._spot_pool import spot_pixel_index, spot_pool
 from ._stain import gaussian_blur, perturb_hed
+from ._tta import TTA_COUNTS, dihedral_mean
 from ._vit import GridPositionEmbedding, SpotViT
 
 __all__ = [
+    "TTA_COUNTS",
     "BasicBlock",
     "DFFN",
     "DecoderStage",
@@ -39,6 +41,7 @@ __all__ = [
     "ResNet18",
     "SelfAttentionRouting",
     "SpotViT",
+    "dihedral_mean",
     "gaussian_blur",
     "knn_adjacency",
     "load_encoder_weights",

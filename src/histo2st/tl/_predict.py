@@ -46,6 +46,7 @@ def predict(
     dtype: str = "float32",
     tissue_mask: np.ndarray | bool | None = None,
     batch_size: int | None = None,
+    tta: int = 1,
     key_added: str = PRED_KEY,
     overwrite: bool = False,
     device: str | None = None,
@@ -98,6 +99,10 @@ def predict(
         store they take no disk space).
     batch_size
         Tiles per forward pass (models that tile, e.g. PixNet); default from the device (a GPU's free memory).
+    tta
+        Test-time augmentation: every input of the network (PixNet's tiles, THItoGene's patches) is predicted in 1,
+        2 (with its mirror image), 4 (its quarter turns) or 8 (both) orientations and the predictions, turned back,
+        averaged. Costs as many forward passes. Recorded in every table's ``uns["histo2st"]["tta"]``.
     key_added
         Prefix of every element written.
     overwrite
@@ -157,6 +162,7 @@ def predict(
     from ._registry import resolve_model
 
     start = time.perf_counter()
+    _check_tta(tta)
     scale = validate(sdata, require_counts=False)
     model, recorded_key = resolve_model(sdata, model, model_key=model_key)
     gene_idx = model.check_genes(model.genes if genes is None else as_gene_list(genes))
@@ -179,12 +185,12 @@ def predict(
     # map only gives the tables their rows, so a lazy placeholder of the right shape replaces the costly dense map
     placeholder = not dense and model.predicts_at_points
     dense_map = _dense_map(model, he, he_mpp, mask, scale.microns_per_pixel, gene_idx, len(maps), placeholder,
-                           batch_size=batch_size, device=device)  # fmt: skip
+                           batch_size=batch_size, tta=tta, device=device)  # fmt: skip
     channels = [model.genes[i] for i in gene_idx]
     card = _card_summary(model, recorded_key)
     _store_map(sdata, dict.fromkeys(maps, channels), dense_map, model, mask, scale.microns_per_pixel,
                source=(he.shape, he_mpp), dtype=dtype, card=card, overwrite=overwrite, placeholder=placeholder,
-               dense=dense, spill_dir=spill_dir)  # fmt: skip
+               dense=dense, spill_dir=spill_dir, tta=tta)  # fmt: skip
     written = [f"images['{name}']" for name in maps]
 
     before = _element_names(sdata)
@@ -198,7 +204,7 @@ def predict(
     for name in new:
         if name in sdata.tables:
             _describe_table(sdata.tables[name], name, model, card, he_full.data, scale.microns_per_pixel, device,
-                            gene_idx, placeholder=placeholder)  # fmt: skip
+                            gene_idx, placeholder=placeholder, tta=tta)  # fmt: skip
     written += [f"{_kind(sdata, n)}['{n}']" for n in new]
     if not dense:
         for name in maps:
@@ -212,8 +218,15 @@ def predict(
     log_added("sdata", written, start)
 
 
+def _check_tta(tta) -> None:
+    from ..nn import TTA_COUNTS
+
+    if isinstance(tta, bool) or tta not in TTA_COUNTS:
+        raise ValueError(f"`tta` is the number of orientations averaged, one of {list(TTA_COUNTS)}; got {tta!r}.")
+
+
 def _dense_map(model, he, he_mpp: float, mask, slide_mpp: float, gene_idx: list[int], n_maps: int,
-               placeholder: bool, *, batch_size, device):  # fmt: skip
+               placeholder: bool, *, batch_size, tta, device):  # fmt: skip
     """The lazy ``(n_maps * genes, y, x)`` map at the model's map resolution, 0 off the tissue mask.
 
     Models that tile (PixNet) run ``batch_size`` tiles a pass; every model may skip what lies away from the mask.
@@ -224,7 +237,8 @@ def _dense_map(model, he, he_mpp: float, mask, slide_mpp: float, gene_idx: list[
         return da.zeros((n_maps * len(gene_idx), height, width), dtype=np.float32, chunks=(CHANNEL_CHUNK, 2048, 2048))
     on_image = None if mask is None else (mask[0], mask[1] * slide_mpp / he_mpp)
     channel_idx = [k * model.n_genes + i for k in range(n_maps) for i in gene_idx]
-    dense_map = model.predict_image(he.data, he_mpp, device=device, tissue_mask=on_image, batch_size=batch_size)
+    dense_map = model.predict_image(he.data, he_mpp, device=device, tissue_mask=on_image, batch_size=batch_size,
+                                    tta=tta)  # fmt: skip
     dense_map = dense_map[channel_idx]
     if mask is None:
         return dense_map
@@ -247,7 +261,7 @@ def off_tissue_zero(dense_map: da.Array, mask: np.ndarray, mask_px: float) -> da
 
 
 def _store_map(sdata, outputs: dict[str, list[str]], dense_map, model, mask, slide_mpp: float, *, source, dtype: str,
-               card: dict, overwrite: bool, placeholder: bool, dense: bool, spill_dir) -> None:  # fmt: skip
+               card: dict, overwrite: bool, placeholder: bool, dense: bool, spill_dir, tta: int) -> None:  # fmt: skip
     """Add the map's image elements: streamed into the sample's store, kept in memory, or spilled to ``spill_dir``."""
     map_um = model.map_microns_per_pixel
     transformations = _map_transformations(map_um, slide_mpp)
@@ -268,6 +282,7 @@ def _store_map(sdata, outputs: dict[str, list[str]], dense_map, model, mask, sli
         "weights": _weights_digest(model),
         "genes": next(iter(outputs.values())),
         "dtype": dtype,
+        "tta": tta,
         "shape": dense_map.shape,
         "chunks": [c[0] for c in dense_map.chunks[1:]],
         "image": source,
@@ -364,10 +379,11 @@ def _fill_tables(sdata, tables: list, key_added: str, spread: bool) -> None:
 
 
 def _describe_table(table, name: str, model, card: dict, he, slide_mpp: float, device, gene_idx: list[int], *,
-                    placeholder: bool) -> None:  # fmt: skip
+                    placeholder: bool, tta: int) -> None:  # fmt: skip
     """The model in the table's ``uns``; predictions at the centers for models that make them; the spread."""
     table.uns[ATTRS_KEY]["model"] = card
-    direct = _predict_at_centers(table, model, he, slide_mpp, device, gene_idx)
+    table.uns[ATTRS_KEY]["tta"] = tta
+    direct = _predict_at_centers(table, model, he, slide_mpp, device, gene_idx, tta)
     if placeholder and not direct:
         raise ValueError(
             f"Table '{name}' has too many spots to predict each from its own patch (the model's "
@@ -445,7 +461,7 @@ def _weights_digest(model) -> str:
     return digest.hexdigest()
 
 
-def _predict_at_centers(table, model, he, microns_per_pixel: float, device, gene_idx: list[int]) -> bool:
+def _predict_at_centers(table, model, he, microns_per_pixel: float, device, gene_idx: list[int], tta: int) -> bool:
     """Replace a table's map aggregates by the model's predictions at its centers, for models that predict at points.
 
     ``model.predict_points`` returns ``None`` when there are too many points; the aggregates then stay. An ensemble's
@@ -453,7 +469,9 @@ def _predict_at_centers(table, model, he, microns_per_pixel: float, device, gene
     replaced.
     """
     xy = table.obsm[SPATIAL_KEY]
-    values = model.predict_points(he, microns_per_pixel, xy, device=device) if model.predicts_at_points else None
+    values = (
+        model.predict_points(he, microns_per_pixel, xy, device=device, tta=tta) if model.predicts_at_points else None
+    )
     table.uns[ATTRS_KEY]["values"] = "map aggregate" if values is None else "prediction at the centers"
     if values is None:
         return False

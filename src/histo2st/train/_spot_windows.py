@@ -9,6 +9,8 @@ plus its nearest other points as context. Every point is predicted once, by the 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -99,6 +101,7 @@ def predict_windows(
     *,
     window_spots: int,
     device,
+    tta: int = 1,
 ) -> np.ndarray:
     """THItoGene predictions ``(len(predict), genes)`` at the points ``predict``, window by window, in eval mode.
 
@@ -119,8 +122,13 @@ def predict_windows(
         attention).
     device
         Torch device.
+    tta
+        Each point's prediction is the mean over that many rotations and mirror images of every patch of its window
+        (see :func:`histo2st.nn.dihedral_mean`); positions and graph stay.
     """
     import torch
+
+    from ..nn import dihedral_mean
 
     predict = np.asarray(predict)
     out = np.empty((len(predict), module.n_genes), dtype=np.float32)
@@ -131,9 +139,14 @@ def predict_windows(
             patches = torch.from_numpy(cut_patches(image, centers_px[window], module.patch_px)).to(device)
             grid = torch.from_numpy(window_grid(grid_xy[window])).to(device)
             adjacency = _adjacency(centers_px[window], device)
-            pred = module(patches.float().div_(255), grid, adjacency).float().cpu().numpy()
+            forward = functools.partial(_forward_window, module, grid, adjacency)
+            pred = dihedral_mean(forward, patches.float().div_(255), n=tta, dense=False).cpu().numpy()
             out[position[core]] = pred[: len(core)]
     return out
+
+
+def _forward_window(module, grid, adjacency, patches):
+    return module(patches, grid, adjacency)
 
 
 def _adjacency(centers: np.ndarray, device):

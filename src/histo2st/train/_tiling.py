@@ -104,22 +104,37 @@ def read_tile(image: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
     return out
 
 
-def run_network(module, tiles: np.ndarray, device, *, normalize) -> np.ndarray:
-    """Run ``module`` on a ``(b, 3, s, s)`` uint8 batch (``normalize`` maps uint8 to network input); float32 maps."""
+def run_network(module, tiles: np.ndarray, device, *, normalize, tta: int = 1) -> np.ndarray:
+    """Run ``module`` on a ``(b, 3, s, s)`` uint8 batch (``normalize`` maps uint8 to network input); float32 maps.
+
+    ``tta``: the mean over that many rotations and mirror images of each tile (see :func:`histo2st.nn.dihedral_mean`).
+    """
     import torch
 
+    from ..nn import dihedral_mean
+
     with _FORWARD_LOCK, torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(device)
-        return module(normalize(x)).float().cpu().numpy()
+        x = normalize(torch.from_numpy(np.ascontiguousarray(tiles)).to(device))
+        return dihedral_mean(module, x, n=tta).cpu().numpy()
 
 
 def predict_cores(
-    module, window: np.ndarray, grid: TileGrid, on: np.ndarray, n_out: int, device, *, normalize, batch_size: int
+    module,
+    window: np.ndarray,
+    grid: TileGrid,
+    on: np.ndarray,
+    n_out: int,
+    device,
+    *,
+    normalize,
+    batch_size: int,
+    tta: int = 1,
 ) -> np.ndarray:
     """Dense map ``(n_out, h, w)`` float32 of one block from its ``window`` (the block plus ``grid.halo`` each side).
 
     The block is cut into cores of ``grid.core`` from its top-left; core ``(i, j)`` is predicted from the tile of
     ``grid.input_px`` around it when ``on[i, j]``, in batches of ``batch_size`` tiles, and is NaN otherwise.
+    ``tta`` as in :func:`run_network`.
     """
     h, w = window.shape[1] - 2 * grid.halo, window.shape[2] - 2 * grid.halo
     origins = [(y, x) for y in range(0, h, grid.core) for x in range(0, w, grid.core)]
@@ -128,7 +143,7 @@ def predict_cores(
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         maps = run_network(module, np.stack([read_tile(window, y, x, grid.input_px) for y, x in chunk]), device,
-                           normalize=normalize)  # fmt: skip
+                           normalize=normalize, tta=tta)  # fmt: skip
         for (y, x), dense in zip(chunk, maps, strict=True):
             ye, xe = min(y + grid.core, h), min(x + grid.core, w)
             out[:, y:ye, x:xe] = dense[:, grid.halo : grid.halo + ye - y, grid.halo : grid.halo + xe - x]
