@@ -49,6 +49,13 @@ def add_model_arguments(parser) -> None:
     thito.add_argument("--thitogene-window-spots", type=int, default=None, help="spots seen at once; default 1024")
     thito.add_argument("--thitogene-params", type=json.loads, default={}, help="more hyperparameters, a JSON object")
     parser.add_argument(
+        "--preset",
+        choices=["cpu", "paper"],
+        default=None,
+        help="train PixNet and THItoGene with st.tl.fit's preset: its epochs, patience, time cap and hyperparameters "
+        "replace the options above (--pixnet-params / --thitogene-params still apply)",
+    )
+    parser.add_argument(
         "--ema-decay", type=float, default=None, help="weight averaging of PixNet and THItoGene (st.tl.fit)"
     )
     parser.add_argument(
@@ -58,6 +65,10 @@ def add_model_arguments(parser) -> None:
 
 def fit_options(args, model: str, test: list[str]) -> dict:
     """Keyword arguments of ``st.tl.fit`` for one neural model, from the parsed options."""
+    if getattr(args, "preset", None) is not None:
+        extra = args.pixnet_params if model == "pixnet" else args.thitogene_params
+        return {"preset": args.preset, "validation": args.validation, "seed": args.seed, "progress": False,
+                "ema_decay": args.ema_decay, **extra}  # fmt: skip
     options = {
         "epochs": args.epochs,
         "max_time": args.max_time,

@@ -21,6 +21,14 @@ JSON on stdout; ``--out DIR`` also writes the protocol (``split.json``, genes, `
     python benchmarks/her2st.py --loso --out runs/her2st_loso           # 4 folds x 3 models
     python benchmarks/her2st.py --synthetic 500 --train S1 S2 --test S3 # dry run without data (numbers mean nothing)
 
+``--preset cpu`` trains with ``st.tl.fit``'s CPU preset (what a user gets by default on a laptop). ``--tta 1 8``
+scores each trained PixNet and THItoGene twice, plain and with 8-fold test-time augmentation (``MODEL+tta8``, same
+training). ``--mix pixnet,thitogene`` also scores the mean of those models' spot predictions (``mean(...)``, a mixed
+ensemble whose training seconds are the members' sum).
+
+    python benchmarks/her2st.py --loso --preset cpu --models ridge pixnet thitogene --tta 1 8 \\
+        --mix pixnet,thitogene pixnet+tta8,thitogene+tta8 --out runs/her2st_loso_tta_mix
+
 Encoder pretraining study (issue: accuracy without downloaded weights): ``--pretrain none train all`` trains PixNet
 from scratch, from an encoder pretrained with ``st.tl.pretrain_encoder`` on each fold's training slides only, and from
 one pretrained on every slide of the study (marked ``transductive``: it saw the test slide's image, never its
@@ -117,14 +125,35 @@ def run_model_fold(spec: dict) -> dict:
         }
     train_seconds = time.perf_counter() - start
 
-    start = time.perf_counter()
     tested = {name: samples[name] for name in test}
-    for sdata in tested.values():
-        if spec["model"] == "ridge":
-            model.predict_spots(sdata, key_added=f"{PRED_KEY}_spots")
-        else:
-            st.tl.predict(sdata, model, dense=False, key_added=PRED_KEY, overwrite=True)
-    predict_seconds = time.perf_counter() - start
+    variants = {}
+    for tta in [1] if spec["model"] == "ridge" else spec["tta"]:
+        start = time.perf_counter()
+        for sdata in tested.values():
+            if spec["model"] == "ridge":
+                model.predict_spots(sdata, key_added=f"{PRED_KEY}_spots")
+            else:
+                st.tl.predict(sdata, model, dense=False, tta=tta, key_added=PRED_KEY, overwrite=True)
+        variants["" if tta == 1 else f"+tta{tta}"] = {
+            **score(tested, genes, spec),
+            "tta": tta,
+            "predict_seconds": time.perf_counter() - start,
+            "predictions": {name: spot_predictions(sdata, genes) for name, sdata in tested.items()},
+        }
+    return {
+        "model": spec["model"],
+        "variants": variants,
+        "train_seconds": train_seconds,
+        "rss_after_load_gb": loaded_gb,
+        "peak_rss_gb": peak_rss_gb(),
+        **record,
+    }
+
+
+def score(tested: dict, genes: list[str], spec: dict) -> dict:
+    """Every metric of ``st.tl.evaluate`` per section and pooled, the prediction spread and the top genes."""
+    import histo2st as st
+
     pred_key = f"{PRED_KEY}_spots"
     summary = st.tl.evaluate(tested, pred_key=pred_key, genes=genes, n_clusters=spec["n_clusters"], seed=spec["seed"])
     scores = st.tl.gene_scores(tested, pred_key=pred_key)
@@ -136,16 +165,32 @@ def run_model_fold(spec: dict) -> dict:
     for row in rows:
         if row["scope"] == "section":
             row["spread"] = spread_ratio(tested[row["section"]], pred_key, genes)
-    return {
-        "model": spec["model"],
-        "rows": rows,
-        "top_genes": top,
-        "train_seconds": train_seconds,
-        "predict_seconds": predict_seconds,
-        "rss_after_load_gb": loaded_gb,
-        "peak_rss_gb": peak_rss_gb(),
-        **record,
-    }
+    return {"rows": rows, "top_genes": top}
+
+
+def spot_predictions(sdata, genes: list[str]) -> pd.DataFrame:
+    """The predicted spot table as a spots x genes frame (what a mixed ensemble averages)."""
+    table = sdata.tables[f"{PRED_KEY}_spots"][:, genes]
+    x = table.X.toarray() if hasattr(table.X, "toarray") else np.asarray(table.X)
+    return pd.DataFrame(np.asarray(x, dtype=np.float32), index=table.obs_names, columns=genes)
+
+
+def evaluate_mix(spec: dict) -> dict:
+    """In a child process: score the mean of several models' spot predictions (a mixed ensemble) like one model."""
+    import anndata as ad
+
+    import histo2st as st
+
+    tested = load_sections(spec["source"], spec["test"])
+    st.pp.normalize(tested)
+    st.pp.select_genes(tested, method=spec["genes"])
+    for name, sdata in tested.items():
+        frames = [predictions[name] for predictions in spec["members"]]
+        mean = sum(f.loc[frames[0].index] for f in frames) / len(frames)
+        sdata.tables[f"{PRED_KEY}_spots"] = ad.AnnData(
+            mean.to_numpy(np.float32), obs=pd.DataFrame(index=mean.index), var=pd.DataFrame(index=mean.columns)
+        )
+    return score(tested, spec["genes"], spec)
 
 
 def pretrain_slides(spec: dict) -> dict:
@@ -208,7 +253,8 @@ def write_partial(path: Path, folds: list[dict]) -> None:
     import json
 
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(jsonable(folds), indent=2))
+    kept = [{k: v for k, v in fold.items() if k != "predictions"} for fold in folds]  # frames, for --mix only
+    tmp.write_text(json.dumps(jsonable(kept), indent=2))
     tmp.replace(path)
 
 
@@ -245,6 +291,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         "profiles, so the numbers mean nothing)",
     )
     add_model_arguments(parser)
+    parser.add_argument(
+        "--tta",
+        nargs="+",
+        type=int,
+        default=[1],
+        choices=[1, 2, 4, 8],
+        help="test-time augmentation of PixNet and THItoGene (st.tl.predict's tta): each count is scored, from the "
+        "same trained model, as MODEL+ttaN (1: plain MODEL)",
+    )
+    parser.add_argument(
+        "--mix",
+        nargs="+",
+        default=[],
+        metavar="A,B",
+        help="mixed ensembles: the mean of the spot predictions of these models of the run (e.g. pixnet,thitogene "
+        "or pixnet+tta8,thitogene+tta8), scored as 'mean(A,B)'; their training seconds add up",
+    )
     study = parser.add_argument_group("encoder pretraining study (PixNet)")
     study.add_argument(
         "--pretrain",
@@ -288,7 +351,7 @@ def main(argv=None) -> dict:
     )
     cache.mkdir(parents=True, exist_ok=True)
     runs = [(v, p, s) for name in args.models for v, p, s in (variants(args) if name == "pixnet" else [(name, "", 0)])]
-    folds = [{"train": train, "test": test, "n_genes": len(genes), "models": {}}
+    folds = [{"train": train, "test": test, "n_genes": len(genes), "models": {}, "predictions": {}}
              for (train, test), genes in zip(protocol.folds, protocol.fold_genes, strict=True)]  # fmt: skip
     # model by model, so that an interrupted study has whole models (every fold) in its partial results
     for name, pretrain, stain in runs:
@@ -305,6 +368,7 @@ def main(argv=None) -> dict:
                 "seed": args.seed,
                 "ridge_microns_per_pixel": args.ridge_microns_per_pixel,
                 "fit": None if name == "ridge" else fit_options(args, base, test),
+                "tta": args.tta,
             }
             encoder = None
             if pretrain in ("train", "all"):
@@ -315,9 +379,16 @@ def main(argv=None) -> dict:
             result = run_isolated(run_model_fold, spec)
             if encoder is not None:
                 result["pretraining"] = {**encoder, "transductive": any(t in encoder["slides"] for t in test)}
-            fold["models"][name] = result
+            for suffix, variant in result.pop("variants").items():
+                fold["predictions"][name + suffix] = variant.pop("predictions")
+                fold["models"][name + suffix] = {**result, **variant}
             if args.out is not None:
                 write_partial(args.out.with_name(f"{args.out.name}.partial.json"), folds)
+    for mix in args.mix:
+        for fold, genes in zip(folds, protocol.fold_genes, strict=True):
+            fold["models"][f"mean({mix})"] = mixed(fold, mix.split(","), genes, source, args)
+    for fold in folds:
+        del fold["predictions"]  # kept for the mixes only, not part of the results
     names = list(folds[0]["models"]) if folds else []
 
     result = jsonable(
@@ -336,6 +407,23 @@ def main(argv=None) -> dict:
         protocol.write(args.out, results=results_frame(folds), overwrite=args.overwrite)
         write_results(args.out, result, markdown(result))
     return result
+
+
+def mixed(fold: dict, members: list[str], genes: list[str], source: dict, args) -> dict:
+    """A mixed ensemble of ``members`` (models run in this fold): its scores, training cost summed, peak the max."""
+    missing = [m for m in members if m not in fold["predictions"]]
+    if missing:
+        raise SystemExit(f"--mix names {missing}, which this run did not train; it ran {list(fold['predictions'])}.")
+    spec = {"test": fold["test"], "genes": genes, "source": source, "n_clusters": args.n_clusters, "seed": args.seed,
+            "members": [fold["predictions"][m] for m in members]}  # fmt: skip
+    runs = [fold["models"][m] for m in members]
+    return {
+        **run_isolated(evaluate_mix, spec),
+        "members": members,
+        "train_seconds": sum(r["train_seconds"] for r in runs),
+        "predict_seconds": sum(r["predict_seconds"] for r in runs),
+        "peak_rss_gb": max(r["peak_rss_gb"] for r in runs),
+    }
 
 
 def results_frame(folds: list[dict]) -> pd.DataFrame:
@@ -369,6 +457,7 @@ def summarize(folds: list[dict], models: list[str]) -> dict:
             entry[f"{metric}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else None
             entry[f"{metric}_sd"] = float(np.nanstd(values)) if np.isfinite(values).any() else None
         entry["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs]))
+        entry["predict_seconds_mean"] = float(np.mean([r["predict_seconds"] for r in runs]))
         pretraining = [r["pretraining"] for r in runs if "pretraining" in r]
         if pretraining:
             # one encoder serves several folds in the transductive arm: count each once
@@ -397,13 +486,14 @@ def markdown(result: dict) -> str:
             mean, sd = s[f"{metric}_mean"], s[f"{metric}_sd"]
             row[metric] = "" if mean is None else f"{mean:.3f} ± {sd:.3f}"
         row["train s"] = round(s["train_seconds_mean"])
+        row["predict s"] = round(s["predict_seconds_mean"])
         row["peak GB"] = round(s["peak_rss_gb_max"], 2)
         if "pretrain_seconds_mean" in s:
             row["pretrain s"] = round(s["pretrain_seconds_mean"])
             row["pretrain peak GB"] = round(s["pretrain_peak_rss_gb_max"], 2)
             row["transductive"] = "yes" if s["transductive"] else "no"
         summary_rows.append(row)
-    columns = ["model", "test sections", *METRICS, "spread", "train s", "peak GB"]
+    columns = ["model", "test sections", *METRICS, "spread", "train s", "predict s", "peak GB"]
     if any("pretrain s" in row for row in summary_rows):
         columns += ["pretrain s", "pretrain peak GB", "transductive"]
     fold_rows, gene_rows = [], []

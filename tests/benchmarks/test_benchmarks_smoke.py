@@ -89,15 +89,24 @@ def test_multiscale_ridge_scores_every_scale(script, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_every_model_in_one_run(script, tmp_path, capsys):
-    her2st = script("her2st").main([*HER2ST_SYNTHETIC, *TINY_MODELS])
+    her2st = script("her2st").main(
+        [*HER2ST_SYNTHETIC, *TINY_MODELS, "--tta", "1", "2", "--mix", "pixnet,thitogene+tta2"]
+    )
     multiscale = script("multiscale").main([*SMALL_TISSUE, *TINY_MODELS, "--n-clusters", "3"])
     capsys.readouterr()
 
     models = her2st["folds"][0]["models"]
-    assert list(models) == ["pixnet", "thitogene", "ridge"]
-    for name in ("pixnet", "thitogene"):
+    mix = "mean(pixnet,thitogene+tta2)"
+    assert list(models) == ["pixnet", "pixnet+tta2", "thitogene", "thitogene+tta2", "ridge", mix]
+    for name in ("pixnet", "thitogene", "thitogene+tta2"):
         assert models[name]["epochs"] == [1]  # per member
         assert models[name]["rows"][0]["n_genes"] == 250
+    assert [models[name]["tta"] for name in ("pixnet", "pixnet+tta2")] == [1, 2]
+    assert models["pixnet+tta2"]["train_seconds"] == models["pixnet"]["train_seconds"]  # one model, two predictions
+    assert models[mix]["members"] == ["pixnet", "thitogene+tta2"]
+    assert models[mix]["rows"][0]["n_spots"] == models["pixnet"]["rows"][0]["n_spots"]
+    assert math.isfinite(models[mix]["rows"][0]["PCC@M"])
+    assert "predictions" not in models["pixnet"]
     assert models["pixnet"]["hyperparameters"]["hidden_dim"] == 8
     assert {row["model"] for row in multiscale["results"]} == {"pixnet", "thitogene", "ridge"}
     n = {(row["model"], row["scale"]): row["n"] for row in multiscale["results"]}
