@@ -47,6 +47,8 @@ class BaseModel:
     #: Named settings for :func:`histo2st.tl.fit`'s ``preset``: init parameters and the training options
     #: ``epochs``, ``patience`` and ``max_time``.
     presets: dict[str, dict] = {}
+    #: A single model has no spread to calibrate (see :class:`~histo2st.model.Ensemble`).
+    calibration = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -24,13 +24,17 @@ class Ensemble:
     ----------
     members
         Trained models of the same class, genes and resolution.
+    calibration
+        A post-hoc calibration of the spread, as :func:`histo2st.tl.calibrate` fits it: ``"std_scale"`` (a factor
+        per gene, ``{gene: factor}``) multiplies the members' standard deviation in every prediction. Saved in the
+        ensemble's card. ``None``: the raw spread.
     """
 
     model_name = ENSEMBLE_NAME
     #: Maps per gene of :meth:`predict_image`: the members' mean, then their standard deviation.
     n_maps = 2
 
-    def __init__(self, members) -> None:
+    def __init__(self, members, calibration: dict | None = None) -> None:
         members = list(members)
         if not members:
             raise ValueError("An ensemble needs at least one member.")
@@ -48,6 +52,14 @@ class Ensemble:
             if scales[0] != scales[1]:
                 raise ValueError("Ensemble members must work at one µm per pixel and write maps of one pixel size.")
         self.members = members
+        self.calibration = calibration
+
+    @property
+    def std_scale(self) -> np.ndarray:
+        """Factor per gene applied to the members' standard deviation: the calibration's (1 for a gene it lacks)."""
+        fitted = (self.calibration or {}).get("std_scale", {})
+        factors = np.array([fitted.get(g, 1.0) for g in self.genes], dtype=np.float32)
+        return np.where(np.isfinite(factors), factors, np.float32(1.0))
 
     @property
     def genes(self) -> list[str]:
@@ -88,6 +100,7 @@ class Ensemble:
                 "n_members": len(self.members),
                 "seeds": self.seeds,
                 "validation_metrics": [m.card.get("validation_metrics", {}) for m in self.members],
+                "calibration": self.calibration,
             },
         }
 
@@ -103,7 +116,8 @@ class Ensemble:
     def predict_image(self, image, image_mpp: float, *, device: str | None = None, **tiling) -> da.Array:
         """Lazy ``(2 * genes, y, x)`` float32: the members' mean map of each gene, then their standard deviation.
 
-        Each block of the result runs each member's prediction of that block once, for both statistics.
+        The standard deviation is multiplied by :attr:`std_scale` (1 without a calibration). Each block of the result
+        runs each member's prediction of that block once, for both statistics.
 
         Parameters
         ----------
@@ -122,13 +136,14 @@ class Ensemble:
         return da.map_blocks(
             _mean_and_std,
             *maps,
+            scale=self.std_scale[:, None, None],
             dtype=np.float32,
             chunks=((2 * self.n_genes,), *chunks[1:]),
             meta=np.empty((0, 0, 0), dtype=np.float32),
         )
 
     def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None, tta: int = 1):
-        """The members' ``(mean, std)`` at points, each ``(n, genes)`` float32.
+        """The members' ``(mean, std)`` at points, each ``(n, genes)`` float32 (``std`` times :attr:`std_scale`).
 
         ``None`` when the members aggregate the dense image instead (see
         :meth:`histo2st.model.THItoGene.predict_points`).
@@ -140,7 +155,7 @@ class Ensemble:
                 return None
             values.append(np.asarray(points, dtype=np.float32))
         stacked = np.stack(values)
-        return stacked.mean(0), stacked.std(0)
+        return stacked.mean(0), stacked.std(0) * self.std_scale
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Save every member (``member_<i>/``, each by its own ``save``, with its weights' sha256) and a card.
@@ -176,7 +191,8 @@ class Ensemble:
         card = read_card(path)
         if card.get("model") != ENSEMBLE_NAME:
             raise TypeError(f"'{path}' holds a single {card.get('model')!r} model, not an ensemble.")
-        return cls([BaseModel.load(path / name, device=device) for name in card["members"]])
+        members = [BaseModel.load(path / name, device=device) for name in card["members"]]
+        return cls(members, calibration=card.get(ENSEMBLE_NAME, {}).get("calibration"))
 
     def __repr__(self) -> str:
         kind = type(self.members[0]).__name__
@@ -187,6 +203,6 @@ class Ensemble:
         )
 
 
-def _mean_and_std(*blocks: np.ndarray) -> np.ndarray:
+def _mean_and_std(*blocks: np.ndarray, scale: np.ndarray) -> np.ndarray:
     stacked = np.stack(blocks)
-    return np.concatenate([stacked.mean(0), stacked.std(0)]).astype(np.float32, copy=False)
+    return np.concatenate([stacked.mean(0), stacked.std(0) * scale]).astype(np.float32, copy=False)

@@ -33,6 +33,9 @@ class Predictor(Protocol):
         The model card (JSON), summarized into every table ``predict`` writes.
     init_params
         The parameters the model was built with (part of a streamed prediction's fingerprint).
+    calibration
+        The post-hoc calibration of the spread of a model with ``n_maps == 2`` (:func:`histo2st.tl.calibrate`), or
+        ``None``.
     """
 
     genes: list[str]
@@ -40,6 +43,7 @@ class Predictor(Protocol):
     predicts_at_points: bool
     card: dict
     init_params: dict
+    calibration: dict | None
 
     @property
     def map_microns_per_pixel(self) -> float: ...

@@ -2,6 +2,7 @@
 
 from .._core._aggregate_arrays import Aggregated, aggregate_array
 from ._aggregate import aggregate
+from ._calibrate import calibrate
 from ._evaluate import evaluate, gene_scores
 from ._evaluate_dense import evaluate_dense
 from ._fit import fit
@@ -16,6 +17,7 @@ __all__ = [
     "Protocol",
     "aggregate",
     "aggregate_array",
+    "calibrate",
     "evaluate",
     "evaluate_dense",
     "fit",

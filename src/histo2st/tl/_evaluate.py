@@ -11,7 +11,17 @@ import pandas as pd
 from .._constants import ATTRS_KEY, PRED_KEY, TABLE_KEY
 from .._core import as_gene_list
 from .._logging import log_added, logger
-from ..metrics import PCC_SUMMARY, kmeans_ari, mae, mse, pcc_summary, pearson_per_gene
+from ..metrics import (
+    COVERAGE_LEVELS,
+    PCC_SUMMARY,
+    interval_coverage,
+    kmeans_ari,
+    mae,
+    mse,
+    pcc_summary,
+    pearson_per_gene,
+    uncertainty_error_spearman,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -22,6 +32,8 @@ if TYPE_CHECKING:
 POOLED = "pooled"
 #: Columns of the summary that :func:`evaluate` returns, in order.
 SUMMARY_COLUMNS = ("scope", "n_spots", "n_genes", "MSE", "MAE", "MSE mean predictor", "R2", *PCC_SUMMARY, "ARI")
+#: Columns added when every prediction table has an uncertainty (``layers["std"]``, e.g. from a seed ensemble).
+UNCERTAINTY_COLUMNS = (*(f"coverage@{round(100 * level)}" for level in COVERAGE_LEVELS), "Spearman(std, |error|)")
 
 
 def evaluate(
@@ -75,7 +87,12 @@ def evaluate(
         trivial predictor that gives every spot each gene's mean over the measured spots evaluated: an oracle
         constant, so a strict bar), ``"R2"`` (``1 - MSE / MSE mean predictor``: above 0 the model beats that
         constant; a constant has no PCC, so this is the margin over it), ``"PCC@M"``, ``"PCC@S"``, ``"PCC@F"`` and
-        ``"ARI"`` (NaN without ``n_clusters``). In each section's prediction table (in memory):
+        ``"ARI"`` (NaN without ``n_clusters``). When every prediction table has ``layers["std"]`` (a seed ensemble's
+        spread, calibrated by :func:`histo2st.tl.calibrate` if it was), also ``"coverage@50"``, ``"coverage@80"``,
+        ``"coverage@90"`` (the fraction of spots x genes whose measured value lies in ``mean ± z·std``, the central
+        Gaussian interval of that level: a calibrated std covers the nominal fraction) and
+        ``"Spearman(std, |error|)"`` (whether larger uncertainties go with larger errors; over all spots x genes). In
+        each section's prediction table (in memory):
     ``table.var[f"{key_added}_pcc"]``
         Pearson correlation of the gene across the section's spots (NaN for genes not evaluated or constant).
     ``table.var[f"{key_added}_pvalue"]``
@@ -109,18 +126,20 @@ def evaluate(
     if n_clusters is not None:
         _check_clusters(pairs, n_clusters)
 
+    uncertain = all("std" in pred.layers for pred, _ in pairs.values())
     rows, scores, arrays = {}, {}, {}
     for name, (pred, truth) in pairs.items():
         p, t = _values(pred, genes), _values(truth, genes)
-        arrays[name] = p, t
+        arrays[name] = p, t, _values(pred, genes, layer="std") if uncertain else None
         scores[name] = pearson_per_gene(p, t)
         ari = kmeans_ari(p, t, n_clusters, seed=seed) if n_clusters is not None else np.nan
-        rows[name] = _row("section", p, t, scores[name][0], ari)
-    p = np.concatenate([a[0] for a in arrays.values()])
-    t = np.concatenate([a[1] for a in arrays.values()])
+        rows[name] = _row("section", p, t, scores[name][0], ari, arrays[name][2])
+    p, t = (np.concatenate([a[k] for a in arrays.values()]) for k in (0, 1))
+    s = np.concatenate([a[2] for a in arrays.values()]) if uncertain else None
     pooled_ari = float(np.mean([row["ARI"] for row in rows.values()])) if n_clusters is not None else np.nan
-    rows[POOLED] = _row("pooled", p, t, pearson_per_gene(p, t)[0], pooled_ari)
-    summary = pd.DataFrame.from_dict(rows, orient="index").loc[:, list(SUMMARY_COLUMNS)]
+    rows[POOLED] = _row("pooled", p, t, pearson_per_gene(p, t)[0], pooled_ari, s)
+    columns = [*SUMMARY_COLUMNS, *(UNCERTAINTY_COLUMNS if uncertain else ())]
+    summary = pd.DataFrame.from_dict(rows, orient="index").loc[:, columns]
     summary.index.name = "section"
 
     params = {
@@ -262,8 +281,8 @@ def _check_clusters(pairs: dict, n_clusters: int) -> None:
             )
 
 
-def _values(table, genes: list[str]) -> np.ndarray:
-    x = table[:, genes].X
+def _values(table, genes: list[str], layer: str | None = None) -> np.ndarray:
+    x = table[:, genes].X if layer is None else table[:, genes].layers[layer]
     return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
 
 
@@ -274,7 +293,7 @@ def _against_the_mean(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {"MSE mean predictor": baseline, "R2": skill}
 
 
-def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: float) -> dict:
+def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: float, std=None) -> dict:
     return {
         "scope": scope,
         "n_spots": int(pred.shape[0]),
@@ -284,4 +303,13 @@ def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: 
         **_against_the_mean(pred, truth),
         **pcc_summary(pcc),
         "ARI": float(ari),
+        **({} if std is None else _uncertainty(pred, truth, std)),
     }
+
+
+def _uncertainty(pred: np.ndarray, truth: np.ndarray, std: np.ndarray) -> dict:
+    """How well the predicted std describes the error: interval coverage and rank agreement."""
+    coverage = interval_coverage(truth, pred, std, COVERAGE_LEVELS)
+    names = UNCERTAINTY_COLUMNS[: len(COVERAGE_LEVELS)]
+    return {**dict(zip(names, coverage.values(), strict=True)), UNCERTAINTY_COLUMNS[-1]:
+            uncertainty_error_spearman(truth, pred, std)}  # fmt: skip

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 
 from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
 from .._core import quiet_zarr
@@ -157,6 +158,9 @@ def predict(
         Per gene: the mean of ``layers["std"]`` over the table's spots (NaN spots skipped), a per-gene uncertainty.
     ``uns["histo2st"]["ensemble"]`` of every table
         ``{"n_members": ..., "seeds": [...]}``.
+    ``var["std_scale"]`` and ``var["trust"]`` of every table, for a calibrated ensemble (:func:`histo2st.tl.calibrate`)
+        The factor per gene already applied to every standard deviation above, and the gene's PCC on the held-out
+        spots it was calibrated on (how far to believe the gene's map: near 0, not at all).
     """
     from .._core import as_gene_list, validate
     from ._registry import resolve_model
@@ -483,12 +487,15 @@ def _predict_at_centers(table, model, he, microns_per_pixel: float, device, gene
 
 
 def _describe_spread(table, model) -> None:
-    """Per-gene uncertainty ``var["std"]`` from the table's ``layers["std"]``, and the ensemble in its ``uns``."""
+    """Per-gene ``var["std"]`` from ``layers["std"]``, the ensemble in ``uns``, its calibration in ``var``."""
     with warnings.catch_warnings():
         # spots that cover no predicted pixel are NaN; a gene with only such spots has no spread (NaN)
         warnings.simplefilter("ignore", RuntimeWarning)
         table.var["std"] = np.nanmean(np.asarray(table.layers["std"], dtype=np.float64), axis=0)
     table.uns[ATTRS_KEY]["ensemble"] = _members(model)
+    if model.calibration is not None:
+        for column, fitted in (("std_scale", model.calibration["std_scale"]), ("trust", model.calibration["pcc"])):
+            table.var[column] = pd.Series(fitted, dtype=np.float64).reindex(table.var_names).to_numpy()
 
 
 def _members(model) -> dict:
