@@ -3,6 +3,7 @@
 from .._core._aggregate_arrays import Aggregated, aggregate_array
 from ._aggregate import aggregate
 from ._calibrate import calibrate
+from ._downstream import compare_downstream
 from ._evaluate import evaluate, gene_scores
 from ._evaluate_dense import evaluate_dense
 from ._fit import fit
@@ -18,6 +19,7 @@ __all__ = [
     "aggregate",
     "aggregate_array",
     "calibrate",
+    "compare_downstream",
     "evaluate",
     "evaluate_dense",
     "fit",
