@@ -178,7 +178,10 @@ def _spatial_graph(tables: dict, n_neighbors: int) -> None:
     import squidpy as sq
 
     first, *others = tables.values()
-    sq.gr.spatial_neighbors(first, coord_type="generic", n_neighs=n_neighbors, spatial_key=SPATIAL_KEY)
+    if hasattr(sq.gr, "spatial_neighbors_knn"):  # squidpy >= 1.8 deprecates the generic entry point for these
+        sq.gr.spatial_neighbors_knn(first, n_neighs=n_neighbors, spatial_key=SPATIAL_KEY)
+    else:
+        sq.gr.spatial_neighbors(first, coord_type="generic", n_neighs=n_neighbors, spatial_key=SPATIAL_KEY)
     for table in others:
         table.obsp.update(first.obsp)
         table.uns["spatial_neighbors"] = first.uns["spatial_neighbors"]
