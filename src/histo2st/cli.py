@@ -1,4 +1,4 @@
-"""The ``histo2st`` command line: ``demo``, ``pretrain``, ``fit``, ``predict``, ``evaluate`` and ``info``.
+"""The ``histo2st`` command line: ``demo``, ``pretrain``, ``fit``, ``predict``, ``evaluate``, ``report`` and ``info``.
 
 Every subcommand takes ``--config FILE`` (TOML, or YAML with PyYAML) whose values the flags override, ``--quiet`` and
 ``--verbose``. Exit codes: 0 success, 1 the job failed (one line on stderr; a traceback with ``--verbose``), 2 the
@@ -12,11 +12,19 @@ import argparse
 import sys
 import traceback
 
-from ._cli import demo, evaluate, fit, info, predict, pretrain
+from ._cli import demo, evaluate, fit, info, predict, pretrain, report
 from ._cli.common import COMMON_DEFAULTS, JOB_ERRORS, common_parser, verbosity
 from ._cli.config import ConfigError, UsageError, as_arguments, check_keys, load_config, merge_options
 
-COMMANDS = {"demo": demo, "pretrain": pretrain, "fit": fit, "predict": predict, "evaluate": evaluate, "info": info}
+COMMANDS = {
+    "demo": demo,
+    "pretrain": pretrain,
+    "fit": fit,
+    "predict": predict,
+    "evaluate": evaluate,
+    "report": report,
+    "info": info,
+}
 #: Exit codes.
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 

@@ -3,7 +3,8 @@
 from ._correlation import gene_correlation
 from ._history import history
 from ._multiscale import multiscale
+from ._report import report
 from ._spatial import spatial_gene
 from ._trust import trust
 
-__all__ = ["gene_correlation", "history", "multiscale", "spatial_gene", "trust"]
+__all__ = ["gene_correlation", "history", "multiscale", "report", "spatial_gene", "trust"]
