@@ -207,3 +207,19 @@ def test_cross_resolution_check_on_mouse_olfactory_bulb(script, shared_data, mon
         assert mob["spot_vs_map_difference"] < mob["spot_vs_shifted_map_difference"] / 5
         assert mob["shared_genes"] == 0
         assert "gene" in mob["evaluate_error"]
+
+
+@pytest.mark.slow
+def test_trust_calibrates_on_one_section_and_scores_another(script, capsys):
+    params = json.dumps({**json.loads(TINY_PIXNET), "epochs": 1})
+    argv = ["--synthetic", "500", "--sections", "S1", "S2", "S3", "--n-seeds", "2", "--max-time", "3",
+            "--pixnet-params", params]  # fmt: skip
+    result = script("trust").main(argv)
+    capsys.readouterr()
+    folds = result["folds"]
+    assert [(f["test"], f["calibrated on"]) for f in folds] == [("S1", "S2"), ("S2", "S3"), ("S3", "S1")]
+    for fold in folds:
+        assert 0 <= fold["raw cov@80"] <= 1
+        assert 0 <= fold["cal cov@80"] <= 1
+        assert math.isfinite(fold["Moran's I PCC"])
+        assert len(fold["std_scale"]) == 250
