@@ -1,4 +1,6 @@
-"""The ``histo2st`` command line: ``demo``, ``pretrain``, ``fit``, ``predict``, ``evaluate``, ``report`` and ``info``.
+"""The ``histo2st`` command line and its subcommands.
+
+``demo``, ``pretrain``, ``fit``, ``predict``, ``predict-cohort``, ``evaluate``, ``report`` and ``info``.
 
 Every subcommand takes ``--config FILE`` (TOML, or YAML with PyYAML) whose values the flags override, ``--quiet`` and
 ``--verbose``. Exit codes: 0 success, 1 the job failed (one line on stderr; a traceback with ``--verbose``), 2 the
@@ -12,7 +14,7 @@ import argparse
 import sys
 import traceback
 
-from ._cli import demo, evaluate, fit, info, predict, pretrain, report
+from ._cli import demo, evaluate, fit, info, predict, predict_cohort, pretrain, report
 from ._cli.common import COMMON_DEFAULTS, JOB_ERRORS, common_parser, verbosity
 from ._cli.config import ConfigError, UsageError, as_arguments, check_keys, load_config, merge_options
 
@@ -21,6 +23,7 @@ COMMANDS = {
     "pretrain": pretrain,
     "fit": fit,
     "predict": predict,
+    "predict-cohort": predict_cohort,
     "evaluate": evaluate,
     "report": report,
     "info": info,

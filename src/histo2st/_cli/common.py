@@ -11,9 +11,14 @@ from pathlib import Path
 
 from .._core._zarr import ZARR_NOTICES
 
+
+class JobFailed(Exception):
+    """Part of a job failed after the rest finished (e.g. some slides of a cohort): exit 1 with what failed."""
+
+
 #: Errors that mean the job failed on its input (one line on stderr, exit code 1); anything else is a bug and keeps
 #: its traceback.
-JOB_ERRORS = (ValueError, KeyError, OSError, ImportError)
+JOB_ERRORS = (ValueError, KeyError, OSError, ImportError, JobFailed)
 #: Options of every subcommand, with their defaults.
 COMMON_DEFAULTS = {"config": None, "quiet": False, "verbose": False}
 ZARR_MARKERS = ("zarr.json", ".zgroup")

@@ -3,6 +3,7 @@
 from .._core._aggregate_arrays import Aggregated, aggregate_array
 from ._aggregate import aggregate
 from ._calibrate import calibrate
+from ._cohort import predict_cohort
 from ._downstream import compare_downstream
 from ._evaluate import evaluate, gene_scores
 from ._evaluate_dense import evaluate_dense
@@ -26,6 +27,7 @@ __all__ = [
     "gene_scores",
     "load_model",
     "predict",
+    "predict_cohort",
     "pretrain_encoder",
     "protocol",
 ]
