@@ -77,7 +77,7 @@ def calibrate(
     start = time.perf_counter()
     samples = as_samples(sdata)
     model, _ = resolve_model(next(iter(samples.values())), model, model_key=model_key)
-    if model.n_maps < 2 or not hasattr(model, "calibration"):
+    if model.n_maps < 2:
         raise ValueError(
             "Calibration scales an ensemble's spread, and this model has none; fit a seed ensemble with "
             "`st.tl.fit(sdata, n_seeds=5)` and predict with it."

@@ -78,12 +78,13 @@ def predict_cohort(
     """
     from tqdm.auto import tqdm
 
+    from ..model import Predictor
     from ._registry import load_model
 
     named = _named(slides)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not isinstance(model, str | Path) and not hasattr(model, "predict_image"):
+    if not isinstance(model, str | Path | Predictor):
         raise TypeError(f"`model` must be a trained model or a model directory, got {type(model).__name__}.")
     model = load_model(model) if isinstance(model, str | Path) else model
     manifest = _read_manifest(out_dir)
