@@ -152,6 +152,7 @@ class Trainer:
                     break
             record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan}
             record["epoch_seconds"] = time.perf_counter() - t0
+            record["steps"] = len(losses)
             module.eval()
             with torch.no_grad():
                 trained = None if ema is None else ema.swap_in(module)
