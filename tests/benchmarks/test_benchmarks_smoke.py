@@ -223,3 +223,17 @@ def test_trust_calibrates_on_one_section_and_scores_another(script, capsys):
         assert 0 <= fold["cal cov@80"] <= 1
         assert math.isfinite(fold["Moran's I PCC"])
         assert len(fold["std_scale"]) == 250
+
+
+@pytest.mark.slow
+def test_trust_multiscale_scores_coverage_at_every_scale(script, capsys):
+    params = json.dumps({**json.loads(TINY_PIXNET), "crop_px": 64, "epochs": 1})
+    argv = ["--height-um", "400", "--width-um", "1600", "--guard-um", "40", "--tissue-microns-per-pixel", "2",
+            "--n-genes", "12", "--n-seeds", "2", "--max-time", "3", "--pixnet-params", params]  # fmt: skip
+    result = script("trust_multiscale").main(argv)
+    capsys.readouterr()
+    scales = [(row["scale"], row["against"]) for row in result["rows"]]
+    assert scales == [("55 µm spots", "truth"), ("55 µm spots", "measured"), ("2 µm bins", "truth"),
+                      ("8 µm bins", "truth"), ("16 µm bins", "truth")]  # fmt: skip
+    assert all(0 <= row["cal cov@80"] <= 1 and row["n"] > 0 for row in result["rows"])
+    assert result["downstream"]["bin_um"] == 8
