@@ -65,6 +65,7 @@ def test_the_page_renders_in_headless_chromium(predicted, tmp_path):
     browser = next((shutil.which(n) for n in names if shutil.which(n)), None)
     if browser is None:
         pytest.skip("No Chromium on this machine (chromium, chromium-browser or google-chrome on PATH).")
+    st.tl.evaluate(predicted)
     path = st.pl.report(predicted, tmp_path / "report.html", overwrite=True)
     shot = tmp_path / "shot.png"
     subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", f"--screenshot={shot}",
