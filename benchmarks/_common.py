@@ -63,6 +63,16 @@ def add_model_arguments(parser) -> None:
     )
 
 
+def add_ensemble_arguments(parser) -> None:
+    """Options of the trust benchmarks: the PixNet seed ensemble they train, and where the results go."""
+    parser.add_argument("--n-seeds", type=int, default=3, help="ensemble members")
+    parser.add_argument("--max-time", type=float, default=120.0, help="training seconds per member")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pixnet-params", type=json.loads, default={}, help="more PixNet options, a JSON object")
+    parser.add_argument("--out", type=Path, default=None, help="directory for results.json and results.md")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results in --out")
+
+
 def fit_options(args, model: str, test: list[str]) -> dict:
     """Keyword arguments of ``st.tl.fit`` for one neural model, from the parsed options."""
     if getattr(args, "preset", None) is not None:

@@ -20,11 +20,21 @@ results.json and results.md.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import check_out_dir, jsonable, markdown_table, peak_rss_gb, provenance, run_isolated, start_clock
+from _common import (
+    add_ensemble_arguments,
+    check_out_dir,
+    jsonable,
+    markdown_table,
+    peak_rss_gb,
+    provenance,
+    run_isolated,
+    start_clock,
+)
 from _common import write_results as write_out
 from her2st import load_sections
 
@@ -82,19 +92,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=None, help="data root; default $HISTO2ST_DATA or ../shared/data")
     parser.add_argument("--sections", nargs="+", default=["C2", "C3", "C4", "C5"])
-    parser.add_argument("--n-seeds", type=int, default=3, help="ensemble members")
-    parser.add_argument("--max-time", type=float, default=120.0, help="training seconds per member")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pixnet-params", type=__import__("json").loads, default={}, help="more PixNet options")
     parser.add_argument("--synthetic", type=float, default=None, metavar="SIZE_UM", help="dry run on synthetic tissue")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--overwrite", action="store_true")
+    add_ensemble_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
-    import json
-
     import histo2st as st
 
     args = parse_args(argv)

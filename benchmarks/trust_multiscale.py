@@ -17,10 +17,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import check_out_dir, jsonable, markdown_table, peak_rss_gb, provenance, run_isolated, start_clock
+from _common import (
+    add_ensemble_arguments,
+    check_out_dir,
+    jsonable,
+    markdown_table,
+    peak_rss_gb,
+    provenance,
+    run_isolated,
+    start_clock,
+)
 from _common import write_results as write_out
 from multiscale import SPOTS, log_normalized, make_tissue, on_bins, test_points, training_sample
 
@@ -144,8 +152,6 @@ def _downstream(tissue, spec: dict) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    import json
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height-um", type=float, default=1600.0)
     parser.add_argument("--width-um", type=float, default=2400.0)
@@ -157,12 +163,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-fraction", type=float, default=0.5)
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--guard-um", type=float, default=100.0)
-    parser.add_argument("--n-seeds", type=int, default=3)
-    parser.add_argument("--max-time", type=float, default=120.0, help="training seconds per member")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pixnet-params", type=json.loads, default={})
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--overwrite", action="store_true")
+    add_ensemble_arguments(parser)
     return parser.parse_args(argv)
 
 

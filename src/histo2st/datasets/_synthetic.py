@@ -163,13 +163,8 @@ def synthetic_tissue(
         "regions": list(REGIONS),
         "truth_units": "expected UMI per pixel at capture efficiency 1",
     }  # fmt: skip
-    scale = SpatialScale(
-        microns_per_pixel=mpp,
-        spot_diameter_um=float(spot_diameter_um),
-        spot_pitch_um=float(spot_pitch_um),
-        mpp_source="given",
-        sample=str(sample),
-    )
+    scale = SpatialScale(microns_per_pixel=mpp, spot_diameter_um=float(spot_diameter_um),
+                         spot_pitch_um=float(spot_pitch_um), mpp_source="given", sample=str(sample))  # fmt: skip
     sdata = build_sample(
         rgb,
         spots.xy,

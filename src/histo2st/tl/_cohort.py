@@ -124,7 +124,7 @@ def _predict_slide(name: str, path: Path, model, out_dir: Path, mpp, options: di
     """Write the slide's store once, stream the prediction into it; the slide's record (status, error, seconds)."""
     import spatialdata as sd
 
-    from ..io import read_wsi, write_zarr
+    from ..io import write_zarr
     from ._predict import predict
 
     start = time.perf_counter()
@@ -132,7 +132,7 @@ def _predict_slide(name: str, path: Path, model, out_dir: Path, mpp, options: di
     record = {"path": str(path), "store": str(store)}
     try:
         if not store.exists():
-            write_zarr(_open_slide(path, name, model, mpp, read_wsi), store)
+            write_zarr(_open_slide(path, name, model, mpp), store)
         sdata = sd.read_zarr(store)
         # the map appears only once complete: present, so only the tables were missing (an interruption after it)
         predict(sdata, model, overwrite=options["key_added"] in sdata.images, **options)
@@ -143,8 +143,10 @@ def _predict_slide(name: str, path: Path, model, out_dir: Path, mpp, options: di
     return {**record, "status": "done", "error": None, "seconds": time.perf_counter() - start}
 
 
-def _open_slide(path: Path, name: str, model, mpp, read_wsi):
+def _open_slide(path: Path, name: str, model, mpp):
     import spatialdata as sd
+
+    from ..io import read_wsi
 
     if path.suffix.lower() in ZARR_SUFFIXES or (path / "zarr.json").exists() or (path / ".zgroup").exists():
         return sd.read_zarr(path)
