@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: the CPU wheel on this kind of machine. Any other spec pulls GBs of CUDA wheels.
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	# torch and torchvision first, pinned: a matching pair on this kind of machine's disk (runs on CPU and CUDA).
+	# Any other spec pulls GBs from the registry; torch 2.13's local CPU wheel has no torchvision that loads beside it.
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[test,dev]"
 	touch $(STAMP)
 

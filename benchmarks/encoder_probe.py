@@ -1,15 +1,19 @@
-"""Linear probe of ResNet18 encoders on her2st: frozen features at each spot, ridge regression, leave-one-section-out.
+"""Linear probe of PixNet's encoders on her2st: frozen features at each spot, ridge regression, leave-one-section-out.
 
 Measures what an encoder knows before any fine-tuning, in a minute instead of a PixNet training per fold: for each
 spot, the patch of ``--patch-px`` pixels at ``--microns-per-pixel`` centered on it goes through the frozen encoder,
-the global averages of its layer2, layer3 and layer4 feature maps (128 + 256 + 512 values) are the features, and
-scikit-learn's ``StandardScaler`` + ``RidgeCV`` (the alphas of the ridge baseline) predicts the fold's top-250 genes
-(protocol ``pixnet_top250``, normalized as in ``benchmarks/her2st.py``). Scored per test section with PCC@M/S/F.
+whose ``pooled`` representation is the features (a ResNet: the global averages of layer2, layer3 and layer4; a ViT:
+class token and mean patch token), and scikit-learn's ``StandardScaler`` + ``RidgeCV`` (the alphas of the ridge
+baseline) predicts the fold's top-250 genes (protocol ``pixnet_top250``, normalized as in ``benchmarks/her2st.py``).
+Scored per test section with PCC@M/S/F.
 
 Encoders ("arms"):
-- ``random``: the torchvision initialization under ``--seed`` (what PixNet starts from without weights);
-- ``train``: for each fold, ``PRETRAIN_DIR/<training sections joined by '+'>.pt``, as ``benchmarks/her2st.py
-  --pretrain train`` leaves them (pretrained on the fold's training slides only);
+- ``random``: ``--encoder``'s architecture (any PixNet encoder: ``resnet18``, ``resnet50``, a timm ViT name, with
+  ``--encoder-args``) at its random initialization under ``--seed`` (what PixNet starts from without weights);
+- ``given``: ``--encoder`` with its weights: ``--encoder-weights FILE``, a local timm repository directory or an
+  ``hf-hub:`` id (``python encoder_probe.py --arms given --encoder hf-hub:MahmoodLab/UNI`` where it is downloaded);
+- ``train``: for each fold, the ResNet18 ``PRETRAIN_DIR/<training sections joined by '+'>.pt``, as
+  ``benchmarks/her2st.py --pretrain train`` leaves them (pretrained on the fold's training slides only);
 - ``all``: ``PRETRAIN_DIR/<all sections joined by '+'>.pt`` (transductive: it saw the test slide's image).
 
     python benchmarks/encoder_probe.py --arms random train all --pretrain-dir runs/her2st_pretraining_encoders
@@ -26,8 +30,6 @@ from _common import jsonable, provenance, start_clock
 from _ridge import ALPHAS, resampled_rgb
 from her2st import load_sections
 
-#: Encoder levels whose global averages are the features (layer2, layer3, layer4 of ResNet18).
-LEVELS = (2, 3, 4)
 #: Patches per forward pass.
 BATCH = 64
 
@@ -43,8 +45,8 @@ def spot_patches(sdata, microns_per_pixel: float, patch_px: int) -> np.ndarray:
     return np.stack([read_tile(rgb, round(y - half), round(x - half), patch_px) for x, y in xy])
 
 
-def encoder_features(encoder, patches: np.ndarray) -> np.ndarray:
-    """Global averages of the encoder's ``LEVELS`` for each patch, ``(n, 896)`` float32."""
+def encoder_features(encoder, stats, patches: np.ndarray) -> np.ndarray:
+    """The encoder's ``pooled`` representation of each patch, normalized with ``stats`` (mean, std), float32."""
     import torch
 
     from histo2st.nn import normalize_images
@@ -52,36 +54,47 @@ def encoder_features(encoder, patches: np.ndarray) -> np.ndarray:
     out = []
     with torch.no_grad():
         for start in range(0, len(patches), BATCH):
-            pyramid = encoder.forward_pyramid(normalize_images(torch.from_numpy(patches[start : start + BATCH])))
-            out.append(torch.cat([pyramid[level].mean(dim=(2, 3)) for level in LEVELS], 1).numpy())
+            images = normalize_images(torch.from_numpy(patches[start : start + BATCH]), mean=stats[0], std=stats[1])
+            out.append(encoder.pooled(images).numpy())
     return np.concatenate(out)
 
 
-def load_encoder(arm: str, train: list[str], sections: list[str], pretrain_dir: Path | None, seed: int):
-    """The frozen encoder of one arm and fold, in evaluation mode, and where it came from."""
+def load_encoder(arm: str, train: list[str], sections: list[str], args: argparse.Namespace):
+    """The frozen encoder of one arm and fold, in evaluation mode, its input statistics and where it came from."""
     import torch
 
-    from histo2st.nn import ResNet18, load_encoder_weights
+    from histo2st.model import resolve_encoder
+    from histo2st.nn import build_encoder, encoder_input_stats, load_encoder_weights
 
-    torch.manual_seed(seed)
-    encoder = ResNet18(num_classes=None)
-    source = "random initialization"
-    if arm != "random":
-        if pretrain_dir is None:
-            raise SystemExit(f"Arm '{arm}' needs --pretrain-dir.")
-        path = pretrain_dir / f"{'+'.join(train if arm == 'train' else sections)}.pt"
-        if not path.is_file():
-            raise SystemExit(f"No encoder '{path}' for arm '{arm}'; pretrain it with benchmarks/her2st.py first.")
-        load_encoder_weights(encoder, path)
-        source = str(path)
-    return encoder.eval(), source
+    torch.manual_seed(args.seed)
+    if arm in ("random", "given"):
+        source = resolve_encoder(args.encoder, args.encoder_weights if arm == "given" else None, args.encoder_args)
+        if arm == "random" and (source.weights is not None):
+            source = resolve_encoder(source.architecture, None, source.model_args)
+        encoder = build_encoder(source.architecture, model_args=source.model_args)
+        if source.weights is not None:
+            load_encoder_weights(encoder, source.weights)
+        default = encoder_input_stats(encoder)
+        stats = (source.mean or default[0], source.std or default[1])
+        return encoder.eval(), stats, {"architecture": source.architecture, **source.origin}
+    if args.pretrain_dir is None:
+        raise SystemExit(f"Arm '{arm}' needs --pretrain-dir.")
+    path = args.pretrain_dir / f"{'+'.join(train if arm == 'train' else sections)}.pt"
+    if not path.is_file():
+        raise SystemExit(f"No encoder '{path}' for arm '{arm}'; pretrain it with benchmarks/her2st.py first.")
+    encoder = build_encoder("resnet18")
+    load_encoder_weights(encoder, path)
+    return encoder.eval(), encoder_input_stats(encoder), {"architecture": "resnet18", "source": str(path)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=None, help="data root; default $HISTO2ST_DATA, ../shared/data")
     parser.add_argument("--sections", nargs="+", default=["C2", "C3", "C4", "C5"])
-    parser.add_argument("--arms", nargs="+", default=["random"], choices=["random", "train", "all"])
+    parser.add_argument("--arms", nargs="+", default=["random"], choices=["random", "given", "train", "all"])
+    parser.add_argument("--encoder", default="resnet18", help="architecture, timm repository directory or hf-hub: id")
+    parser.add_argument("--encoder-weights", type=Path, default=None, help="weights file of --encoder (arm 'given')")
+    parser.add_argument("--encoder-args", type=json.loads, default=None, help="timm ViT arguments, as JSON")
     parser.add_argument("--pretrain-dir", type=Path, default=None, help="encoders of benchmarks/her2st.py")
     parser.add_argument("--microns-per-pixel", type=float, default=4.0, help="resolution the encoders work at")
     parser.add_argument("--patch-px", type=int, default=64, help="patch edge around each spot, in pixels")
@@ -112,8 +125,8 @@ def main(argv=None) -> dict:
     rows = []
     for arm in args.arms:
         for (train, test), genes in zip(protocol.folds, protocol.fold_genes, strict=True):
-            encoder, origin = load_encoder(arm, train, args.sections, args.pretrain_dir, args.seed)
-            features = {name: encoder_features(encoder, patches[name]) for name in [*train, *test]}
+            encoder, stats, origin = load_encoder(arm, train, args.sections, args)
+            features = {name: encoder_features(encoder, stats, patches[name]) for name in [*train, *test]}
 
             def targets(name, genes=genes):
                 x = samples[name].tables[st.io.get_scale(samples[name]).table_key][:, genes].X
@@ -134,7 +147,8 @@ def main(argv=None) -> dict:
         for arm in args.arms
     }
     result = jsonable({"benchmark": "encoder_probe", "provenance": provenance(clock), "settings": vars(args) | {
-        "root": source["root"], "pretrain_dir": None if args.pretrain_dir is None else str(args.pretrain_dir)},
+        "root": source["root"], "pretrain_dir": None if args.pretrain_dir is None else str(args.pretrain_dir),
+        "encoder_weights": None if args.encoder_weights is None else str(args.encoder_weights)},
         "summary": summary, "rows": rows})  # fmt: skip
     print(json.dumps(result, indent=2))
     return result

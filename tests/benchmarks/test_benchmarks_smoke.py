@@ -178,6 +178,29 @@ def test_encoder_probe_scores_a_frozen_encoder_per_fold(script, tmp_path, capsys
         script("encoder_probe").main([*argv, "--arms", "train", "--pretrain-dir", str(tmp_path)])
 
 
+def test_encoder_probe_takes_a_vit_from_a_hub_directory(script, tmp_path, capsys):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    args = {"depth": 1, "embed_dim": 48, "num_heads": 2}
+    torch.manual_seed(0)
+    trunk = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, **args)
+    (tmp_path / "vit").mkdir()
+    (tmp_path / "vit" / "config.json").write_text(
+        json.dumps({"architecture": "vit_small_patch16_224", "model_args": args})
+    )
+    save_file(trunk.state_dict(), tmp_path / "vit" / "model.safetensors")
+    argv = ["--synthetic", "400", "--sections", "S1", "S2", "--patch-px", "32", "--arms", "random", "given"]
+    result = script("encoder_probe").main([*argv, "--encoder", str(tmp_path / "vit")])
+    capsys.readouterr()
+    given = [row for row in result["rows"] if row["arm"] == "given"]
+    assert [row["encoder"]["source"] for row in given] == [str(tmp_path / "vit")] * 2
+    assert {row["encoder"]["architecture"] for row in result["rows"]} == {"vit_small_patch16_224"}
+    assert result["rows"][0]["encoder"]["source"] == "random initialization"
+    assert all(-1 <= row["PCC@M"] <= 1 for row in result["rows"])
+
+
 def test_pretrain_speed_times_both_precisions(script, capsys):
     argv = ["--synthetic", "600", "--microns-per-pixel", "2", "--tile-px", "32", "--batch-size", "4"]
     result = script("pretrain_speed").main([*argv, "--steps", "1", "--warmup", "0"])

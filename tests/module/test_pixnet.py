@@ -117,7 +117,7 @@ def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match="output_activation"):
         PixNetModule(3, output_activation="exp")
     model = _small()
-    with pytest.raises(TypeError, match="normalize_images"):
+    with pytest.raises(TypeError, match="module.normalize"):
         model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model(torch.zeros(3, 32, 32))

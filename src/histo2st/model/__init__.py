@@ -1,6 +1,7 @@
 """User-facing models: a network with its card, training, saving and loading."""
 
 from ._base import CARD_FILE, MODELS, BaseModel, ModelFileError, check_model_dir, read_card
+from ._encoder_source import EncoderSource, resolve_encoder
 from ._ensemble import Ensemble
 from ._interface import Predictor
 from ._load import load_model
@@ -11,6 +12,7 @@ __all__ = [
     "CARD_FILE",
     "MODELS",
     "BaseModel",
+    "EncoderSource",
     "Ensemble",
     "ModelFileError",
     "PixNet",
@@ -19,4 +21,5 @@ __all__ = [
     "check_model_dir",
     "load_model",
     "read_card",
+    "resolve_encoder",
 ]

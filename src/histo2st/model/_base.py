@@ -290,14 +290,20 @@ class BaseModel:
             )
         return [self.genes.index(g) for g in genes]
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Save weights and the model card to the directory ``path`` (atomically; ``overwrite`` to replace)."""
+    def save(self, path: str | Path, *, overwrite: bool = False, include_encoder: bool = False) -> Path:
+        """Save weights and the model card to the directory ``path`` (atomically; ``overwrite`` to replace).
+
+        A frozen, never-trained encoder loaded from a file or hub repository is not copied: the card records where it
+        came from and its sha256, and :meth:`load` reads it from there (refusing other weights). ``include_encoder``
+        copies it too, so the directory is self-contained (a foundation-model encoder can be gigabytes).
+        """
         import torch
 
-        card = {**self.card, "init_params": self.init_params, "history": self.history}
+        state, card_entries = self._state_to_save(include_encoder)
+        card = {**self.card, **card_entries, "init_params": self.init_params, "history": self.history}
 
         def write(tmp: Path) -> None:
-            torch.save(self.module.state_dict(), tmp / WEIGHTS_FILE)
+            torch.save(state, tmp / WEIGHTS_FILE)
             write_card(tmp, {**card, WEIGHTS_SHA256: file_sha256(tmp / WEIGHTS_FILE)})
 
         write_dir_atomic(path, write, overwrite=overwrite)
@@ -326,11 +332,9 @@ class BaseModel:
         if cls is not BaseModel and klass is not cls:
             raise TypeError(f"'{path}' holds a {klass.__name__}, not a {cls.__name__}.")
         check_weights(path, card)
-        model = klass(
-            card["genes"], microns_per_pixel=card["microns_per_pixel"], **_without_weights(card["init_params"])
-        )
+        model = klass._from_card(card)
         weights = path / WEIGHTS_FILE
-        state = _read_weights(weights, device)
+        state = model._complete_state(_read_weights(weights, device), card)
         try:
             model.module.load_state_dict(state)
         except RuntimeError as err:  # missing, unexpected or mis-shaped tensors: not the network the card describes
@@ -343,6 +347,23 @@ class BaseModel:
         model.history = card.pop("history", [])
         model.card = card
         return model
+
+    def _state_to_save(self, include_encoder: bool) -> tuple[dict, dict]:
+        """The state dict :meth:`save` writes and entries of the card that go with it: all of the module here."""
+        return self.module.state_dict(), {}
+
+    @classmethod
+    def _from_card(cls, card: dict) -> BaseModel:
+        """The untrained model a saved card describes (its weights are loaded next)."""
+        # saved weights include the encoder: never re-read the original encoder checkpoint (it may be gone)
+        params = dict(card["init_params"])
+        if "encoder_weights" in params:
+            params["encoder_weights"] = None
+        return cls(card["genes"], microns_per_pixel=card["microns_per_pixel"], **params)
+
+    def _complete_state(self, state: dict, card: dict) -> dict:
+        """The saved ``state`` with what :meth:`save` left out restored (nothing here)."""
+        return state
 
     def __repr__(self) -> str:
         trained = f"trained {len(self.history)} epochs" if self.history else "untrained"
@@ -479,11 +500,6 @@ def write_card(directory: Path, card: dict) -> None:
 def _best_record(history: list[dict]) -> dict:
     scored = [h for h in history if np.isfinite(h.get("val_pcc", np.nan))]
     return max(scored, key=lambda h: h["val_pcc"]) if scored else (history[-1] if history else {})
-
-
-def _without_weights(params: dict) -> dict:
-    # saved weights include the encoder: never re-read the original encoder checkpoint (it may be gone)
-    return {**params, "encoder_weights": None} if "encoder_weights" in params else dict(params)
 
 
 def _jsonable(value):

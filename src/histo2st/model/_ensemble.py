@@ -157,10 +157,11 @@ class Ensemble:
         stacked = np.stack(values)
         return stacked.mean(0), stacked.std(0) * self.std_scale
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | Path, *, overwrite: bool = False, include_encoder: bool = False) -> Path:
         """Save every member (``member_<i>/``, each by its own ``save``, with its weights' sha256) and a card.
 
-        The directory appears complete or not at all; ``overwrite`` replaces an existing one.
+        The directory appears complete or not at all; ``overwrite`` replaces an existing one; ``include_encoder`` as
+        in :meth:`BaseModel.save`.
         """
         names = [f"member_{i}" for i in range(len(self.members))]
         card = {
@@ -174,7 +175,7 @@ class Ensemble:
 
         def write(tmp: Path) -> None:
             for name, member in zip(names, self.members, strict=True):
-                member.save(tmp / name)
+                member.save(tmp / name, include_encoder=include_encoder)
             write_card(tmp, card)
 
         write_dir_atomic(path, write, overwrite=overwrite)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 
@@ -23,11 +21,12 @@ from ..train import (
     make_grid,
     predict_cores,
 )
-from ._base import BaseModel, init_params
+from ._base import FILE_FIX, BaseModel, ModelFileError, init_params
+from ._encoder_source import resolve_encoder
 
 
 class PixNet(BaseModel):
-    """PixNet (Zhang, Yang, Pan): a ResNet18 pyramid encoder and U-Net-style decoder predicting a dense gene map.
+    """PixNet (Zhang, Yang, Pan): a pyramidal encoder and a U-Net-style decoder predicting a dense gene map.
 
     A spot's expression is the mean of the dense map over its circle, so the model trained on measured spots predicts
     at any spot or bin size. Train with :meth:`train` (or :func:`histo2st.tl.fit`), predict with
@@ -41,8 +40,23 @@ class PixNet(BaseModel):
         Resolution the network works at; every slide is resampled to it.
     hidden_dim
         Decoder width (paper: 512).
+    encoder
+        The image encoder: ``"resnet18"`` (the paper's), ``"resnet34"``, ``"resnet50"`` (torchvision), a timm
+        Vision Transformer name (``"vit_small_patch16_224"``, ``"vit_large_patch16_224"``, ...), a local directory
+        laid out as a timm hub repository (``config.json`` and ``model.safetensors`` or ``pytorch_model.bin``), or
+        a Hugging Face hub id ``"hf-hub:<org>/<name>"`` (e.g. ``"hf-hub:MahmoodLab/UNI"``; downloaded once into the
+        hub cache by ``huggingface_hub``, gated models need a login). See the docs page "Models", encoders.
     encoder_weights
-        ``None`` (random initialization) or a path to a torchvision-format ResNet18 checkpoint.
+        ``None`` (random initialization, or the weights a directory or hub id brings) or a weights file of the
+        architecture in its published layout (``torch.save`` or ``.safetensors``; torchvision's keys for a ResNet,
+        timm's for a ViT), loaded strictly.
+    encoder_args
+        Architecture arguments of a timm ViT, updating those of a hub ``config.json`` (e.g. UNI2-h's
+        ``{"mlp_layer": "swiglu_packed", "act_layer": "silu"}``, which its configuration cannot hold as JSON).
+    freeze_encoder
+        Keep the encoder's weights fixed; ``None``: frozen for a pretrained ViT (its decoder and feature pyramid
+        train) unless ``encoder_lr`` or ``encoder_warmup_epochs`` asks to fine-tune it; trained for a ResNet (the
+        paper) and for a randomly initialized ViT (frozen random features would be of no use).
     lam
         Weight of the ``1 − PCC`` loss term (paper: 0.5).
     lr, weight_decay
@@ -91,7 +105,10 @@ class PixNet(BaseModel):
         *,
         microns_per_pixel: float = 2.0,
         hidden_dim: int = 512,
+        encoder: str = "resnet18",
         encoder_weights: str | Path | None = None,
+        encoder_args: dict | None = None,
+        freeze_encoder: bool | None = None,
         lam: float = 0.5,
         lr: float = 5e-4,
         weight_decay: float = 1e-4,
@@ -105,22 +122,94 @@ class PixNet(BaseModel):
         stain_normalization: str | None = None,
         **module_kwargs,
     ) -> None:
-        if encoder_warmup_epochs and module_kwargs.get("freeze_encoder"):
+        params = init_params(locals())
+        from ..nn import is_resnet, jsonable_model_args
+
+        if encoder_warmup_epochs and freeze_encoder:
             raise ValueError(
                 "`encoder_warmup_epochs` unfreezes the encoder after the warm-up, but `freeze_encoder=True` keeps it "
                 "frozen; use one or the other."
             )
-        params = {**init_params(locals()), "encoder_weights": None if encoder_weights is None else str(encoder_weights)}
+        params.update(encoder_weights=None if encoder_weights is None else str(encoder_weights),
+                      encoder_args=jsonable_model_args(encoder_args) or None)  # fmt: skip
+        self._encoder_source = resolve_encoder(encoder, encoder_weights, params["encoder_args"])
+        if freeze_encoder is None:
+            fine_tune = encoder_lr is not None or encoder_warmup_epochs > 0 or self._encoder_source.weights is None
+            params["freeze_encoder"] = not is_resnet(self._encoder_source.architecture) and not fine_tune
         super().__init__(genes, microns_per_pixel=microns_per_pixel, init_params=params)
-        self.card["encoder"] = {"architecture": "resnet18", "weights": _weights_origin(encoder_weights)}
+        source = self._encoder_source
+        self.card["encoder"] = {
+            "architecture": source.architecture,
+            "model_args": jsonable_model_args(source.model_args),
+            "weights": source.origin,
+            "input_mean": list(self.module.input_mean),  # lists: tuples do not go into zarr attributes
+            "input_std": list(self.module.input_std),
+            "frozen": self.module.encoder_frozen,
+        }
 
     def _build_module(self):
         from ..module import PixNetModule
 
-        p = self.init_params
-        not_module = {*self._plan_args, "tile_px", "hidden_dim", "encoder_weights", "stain_normalization"}
+        p, source = self.init_params, self._encoder_source
+        not_module = {*self._plan_args, "tile_px", "hidden_dim", "stain_normalization", "encoder", "encoder_weights",
+                      "encoder_args"}  # fmt: skip
         extra = {k: v for k, v in p.items() if k not in not_module}
-        return PixNetModule(self.n_genes, hidden_dim=p["hidden_dim"], encoder_weights=p["encoder_weights"], **extra)
+        stats = {k: v for k, v in (("input_mean", source.mean), ("input_std", source.std)) if v is not None}
+        return PixNetModule(self.n_genes, hidden_dim=p["hidden_dim"], encoder=source.architecture,
+                            encoder_args=source.model_args or None, encoder_weights=source.weights,
+                            **{**stats, **extra})  # fmt: skip
+
+    def _after_training(self, plan) -> None:
+        if not self.module.encoder_frozen:
+            self.card["encoder"]["fine_tuned"] = True
+
+    def _references_encoder(self) -> bool:
+        """Whether a saved model can point to the encoder's weights instead of copying them.
+
+        So it can when the encoder is frozen, was never trained, and comes from a file or hub repository that
+        :meth:`load` can find again.
+        """
+        trained = self.card["encoder"].get("fine_tuned", False)
+        return self.module.encoder_frozen and not trained and self._encoder_source.weights is not None
+
+    def _encoder_prefix(self) -> str:
+        target = self.module.encoder.weights_module
+        return next(f"{name}." for name, m in self.module.named_modules() if m is target)
+
+    def _state_to_save(self, include_encoder: bool) -> tuple[dict, dict]:
+        state = self.module.state_dict()
+        included = include_encoder or not self._references_encoder()
+        if not included:
+            prefix = self._encoder_prefix()
+            state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        return state, {"encoder": {**self.card["encoder"], "included": included}}
+
+    @classmethod
+    def _from_card(cls, card: dict) -> PixNet:
+        """The model a saved card describes, untrained.
+
+        Its encoder is rebuilt from the card or, when it was not saved, from its recorded source, checked against the
+        recorded sha256.
+        """
+        params, encoder = dict(card["init_params"]), card.get("encoder", {})
+        if encoder.get("included", True):  # the weights file holds the encoder: never re-read its original weights
+            params.update(encoder=encoder.get("architecture", "resnet18"), encoder_weights=None,
+                          encoder_args=encoder.get("model_args") or None)  # fmt: skip
+            params.update({k: encoder[k] for k in ("input_mean", "input_std") if k in encoder})
+        model = cls(card["genes"], microns_per_pixel=card["microns_per_pixel"], **params)
+        expected = encoder.get("weights", {}).get("sha256")
+        if not encoder.get("included", True) and model._encoder_source.origin.get("sha256") != expected:
+            raise ModelFileError(
+                f"The encoder weights at {model._encoder_source.origin['source']!r} are not those this model was "
+                f"trained with (sha256 {expected}); restore them, or {FILE_FIX} with `include_encoder=True`."
+            )
+        return model
+
+    def _complete_state(self, state: dict, card: dict) -> dict:
+        if card.get("encoder", {}).get("included", True):
+            return state
+        prefix = self._encoder_prefix()
+        return {**{prefix + k: v for k, v in self.module.encoder.weights_module.state_dict().items()}, **state}
 
     def _plan_class(self):
         from ..train import PixNetPlan
@@ -203,22 +292,7 @@ class PixNet(BaseModel):
 
 
 def _predict_block(window: np.ndarray, module, grid, on, device, batch_size, tta, block_info=None) -> np.ndarray:
-    from ..nn import normalize_images
-
     (y0, _), (x0, _) = block_info[None]["array-location"][1:]
     i0, j0 = y0 // grid.core, x0 // grid.core
     return predict_cores(module, window, grid, on[i0:, j0:], block_info[None]["chunk-shape"][0], device,
-                         normalize=normalize_images, batch_size=batch_size, tta=tta)  # fmt: skip
-
-
-def _weights_origin(path) -> dict:
-    if path is None:
-        return {"source": "random initialization"}
-    path = Path(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    origin = {"source": str(path), "sha256": digest}
-    card = path.with_suffix(".json")  # written beside encoders by st.tl.pretrain_encoder
-    pretrained = json.loads(card.read_text()) if card.is_file() else None
-    if isinstance(pretrained, dict) and pretrained.get("kind") == "histo2st encoder":
-        origin["pretraining"] = {k: pretrained[k] for k in ("method", "slides", "microns_per_pixel", "transductive")}
-    return origin
+                         normalize=module.normalize, batch_size=batch_size, tta=tta)  # fmt: skip

@@ -8,20 +8,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from histo2st.nn import PixNetDecoder, ResNet18, load_encoder_weights
+from histo2st.nn import PixNetDecoder, build_encoder, encoder_input_stats, load_encoder_weights, normalize_images
 
 _ACTIVATIONS = {None: nn.Identity, "softplus": nn.Softplus}
 
 
 class PixNetModule(nn.Module):
-    """PixNet's dense prediction network: a pyramidal ResNet18 encoder and a U-Net-style decoder (Eq. 1-4).
+    """PixNet's dense prediction network: a pyramidal encoder (ResNet18 in the paper) and a U-Net-style decoder.
 
     ``images (B, 3, H, W)`` -> dense map ``G (B, n_genes, H, W)``. Spot values are obtained by aggregating ``G`` over
     each spot (Eq. 5), outside this module; the loss (Eq. 6) is :func:`histo2st.nn.pixnet_loss`.
 
     Architecture
-        Encoder (Eq. 1-2): :class:`~histo2st.nn.ResNet18` giving F_1..F_L, ``L = pyramid_levels``; F_1 is the stem
-        (stride 2, 64 channels), F_2..F_5 are layer1..layer4 (strides 4-32; 64, 128, 256, 512 channels).
+        Encoder (Eq. 1-2): torchvision's ResNet18 (:class:`~histo2st.nn.ResNet`) giving F_1..F_L,
+        ``L = pyramid_levels``; F_1 is the stem (stride 2, 64 channels), F_2..F_5 are layer1..layer4 (strides 4-32;
+        64, 128, 256, 512 channels). Other encoders (``encoder``) give the same strides: a ResNet50 its own channels,
+        a timm Vision Transformer ResNet18's channels through a simple feature pyramid
+        (:class:`~histo2st.nn.ViTEncoder`).
         Decoder (Eq. 3): ``D_0 = F_L``; ``D_l = DFFN(Dconv(D_{l-1}) + delta_l * F_{L-l})`` for ``l = 1..L-1``, with
         ``Dconv`` a stride-2 transposed convolution to the channels of F_{L-l}, ``delta_l`` a learnable scalar and
         ``DFFN`` a convolutional two-layer feed-forward block of width ``hidden_dim`` (see
@@ -39,7 +42,9 @@ class PixNetModule(nn.Module):
         - Any ``H, W``: the input is padded at the bottom and right by edge replication to a multiple of
           :attr:`input_multiple` (``2**L``; 32 at the default) and the map is cropped back, so tiles whose sides are
           multiples of it cost nothing extra.
-        - The paper's later versions add other encoders (UNI2) and a fusion block; this is the ResNet18 model.
+        - The paper's later versions swap the ResNet18 for UNI2 (a ViT) and add a fusion block; the ViT encoders here
+          feed the same decoder through ViTDet's simple feature pyramid instead (a ViT has a single stride-14/16 map;
+          the pyramid is the standard way to give it the strides a U-Net decoder needs), without the fusion block.
 
     Parameters
     ----------
@@ -49,11 +54,19 @@ class PixNetModule(nn.Module):
         Hidden width of the decoder's DFFN blocks (512 in the paper).
     pyramid_levels
         Number of encoder levels L, 2 to 5.
+    encoder
+        ``"resnet18"`` (the paper's), ``"resnet34"``, ``"resnet50"`` (torchvision) or a timm Vision Transformer
+        name (see :func:`~histo2st.nn.build_encoder`).
+    encoder_args
+        Architecture arguments of a timm ViT (depth, width, register tokens, LayerScale, MLP layer, ...).
     encoder_weights
-        ``None`` (random initialization), or a torchvision-format ResNet18 checkpoint (path or state dict), loaded
-        strictly with :func:`~histo2st.nn.load_encoder_weights`; ImageNet weights and Ciga et al.'s histopathology
-        ResNet18 both work. Inputs must then be normalized as those weights expect
-        (:func:`~histo2st.nn.normalize_images`).
+        ``None`` (random initialization), or a checkpoint of the encoder in its published layout (path to a
+        ``torch.save`` or ``.safetensors`` file, or a state dict), loaded strictly with
+        :func:`~histo2st.nn.load_encoder_weights`; ImageNet weights, Ciga et al.'s histopathology ResNet18 and timm
+        ViT weights all work.
+    input_mean, input_std
+        RGB statistics :meth:`normalize` uses; default what the encoder's weights expect
+        (:func:`~histo2st.nn.encoder_input_stats`).
     output_activation
         ``None`` (linear output) or ``"softplus"`` (non-negative output, for non-negative targets such as log1p
         expression).
@@ -67,7 +80,11 @@ class PixNetModule(nn.Module):
         *,
         hidden_dim: int = 512,
         pyramid_levels: int = 5,
+        encoder: str = "resnet18",
+        encoder_args: dict | None = None,
         encoder_weights: str | Path | dict | None = None,
+        input_mean: tuple[float, float, float] | None = None,
+        input_std: tuple[float, float, float] | None = None,
         output_activation: str | None = None,
         freeze_encoder: bool = False,
     ) -> None:
@@ -77,7 +94,7 @@ class PixNetModule(nn.Module):
         if not isinstance(hidden_dim, int) or hidden_dim < 1:
             raise ValueError(f"`hidden_dim` must be a positive int, got {hidden_dim!r}.")
         if pyramid_levels not in (2, 3, 4, 5):
-            raise ValueError(f"`pyramid_levels` must be 2, 3, 4 or 5 (ResNet18 has 5 levels), got {pyramid_levels!r}.")
+            raise ValueError(f"`pyramid_levels` must be 2, 3, 4 or 5 (encoders have 5 levels), got {pyramid_levels!r}.")
         if output_activation not in _ACTIVATIONS:
             raise ValueError(f"`output_activation` must be one of {list(_ACTIVATIONS)}, got {output_activation!r}.")
         self.n_genes = n_genes
@@ -85,7 +102,10 @@ class PixNetModule(nn.Module):
         self.pyramid_levels = pyramid_levels
         self.output_activation = output_activation
 
-        self.encoder = ResNet18(num_classes=None, levels=pyramid_levels)
+        self.encoder = build_encoder(encoder, levels=pyramid_levels, model_args=encoder_args)
+        mean, std = encoder_input_stats(self.encoder)
+        self.input_mean = tuple(float(v) for v in (mean if input_mean is None else input_mean))
+        self.input_std = tuple(float(v) for v in (std if input_std is None else input_std))
         self.decoder = PixNetDecoder(self.encoder.channels, hidden_dim)
         self.head = nn.Conv2d(self.decoder.out_channels, n_genes, 1)
         self.activation = _ACTIVATIONS[output_activation]()
@@ -98,6 +118,13 @@ class PixNetModule(nn.Module):
     def input_multiple(self) -> int:
         """Input sides that are multiples of this need no padding (the encoder's total stride, ``2**L``)."""
         return 2**self.pyramid_levels
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 RGB ``(B, 3, H, W)`` as this network's input.
+
+        Scaled to [0, 1], minus :attr:`input_mean`, over :attr:`input_std` (:func:`~histo2st.nn.normalize_images`).
+        """
+        return normalize_images(images, mean=self.input_mean, std=self.input_std)
 
     def set_encoder_frozen(self, frozen: bool = True) -> None:
         """Freeze (``True``) or unfreeze the encoder: its ``requires_grad`` and its batch norm updates."""
@@ -120,7 +147,7 @@ class PixNetModule(nn.Module):
         if not images.is_floating_point():
             raise TypeError(
                 f"Expected normalized float images, got dtype {images.dtype}; "
-                "convert uint8 RGB with `histo2st.nn.normalize_images`."
+                "convert uint8 RGB with `module.normalize`."
             )
         height, width = images.shape[-2:]
         m = self.input_multiple

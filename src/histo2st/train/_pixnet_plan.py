@@ -152,7 +152,7 @@ class PixNetPlan:
     def training_step(self, module, batch: dict, device) -> dict:
         import torch
 
-        from ..nn import normalize_images, pixnet_loss, spot_pool
+        from ..nn import pixnet_loss, spot_pool
 
         x = torch.from_numpy(batch["images"]).to(device)
         if self.augment:
@@ -161,7 +161,7 @@ class PixNetPlan:
         if self.stain_augment:
             gen = torch.Generator(device=x.device).manual_seed(batch["jitter_seed"] + 1)
             x = stain_jitter(x.float().div_(255), gen).mul_(255).round_().to(torch.uint8)
-        maps = module(normalize_images(x))
+        maps = module(self.module.normalize(x))  # `module` may be DDP's wrapper
         pred = spot_pool(
             maps,
             torch.from_numpy(batch["batch_index"]).to(device),
@@ -173,10 +173,8 @@ class PixNetPlan:
     def validate(self, module, device) -> dict:
         if not self.val:
             return {}
-        from ..nn import normalize_images
-
         preds = [
-            predict_spots_tiled(module, s.image, s.centers, s.radii, self.grid, device, normalize=normalize_images)
+            predict_spots_tiled(module, s.image, s.centers, s.radii, self.grid, device, normalize=self.module.normalize)
             for s in self.val
         ]
         return spot_metrics(preds, [s.targets for s in self.val])
