@@ -201,6 +201,17 @@ def test_encoder_probe_takes_a_vit_from_a_hub_directory(script, tmp_path, capsys
     assert all(-1 <= row["PCC@M"] <= 1 for row in result["rows"])
 
 
+def test_feature_cache_times_both_plans(script, capsys):
+    argv = ["--synthetic", "500", "--microns-per-pixel", "4", "--crop-px", "64", "--batch-size", "2"]
+    model = ["--encoder-args", '{"depth": 1, "embed_dim": 32, "num_heads": 2}', "--hidden-dim", "8"]
+    result = script("feature_cache").main([*argv, *model, "--steps", "1", "--warmup", "0"])
+    capsys.readouterr()
+    assert result["cache_seconds"] > 0
+    assert result["speedup"] == pytest.approx(
+        result["seconds_per_step_without_cache"] / result["seconds_per_step_with_cache"]
+    )
+
+
 def test_pretrain_speed_times_both_precisions(script, capsys):
     argv = ["--synthetic", "600", "--microns-per-pixel", "2", "--tile-px", "32", "--batch-size", "4"]
     result = script("pretrain_speed").main([*argv, "--steps", "1", "--warmup", "0"])

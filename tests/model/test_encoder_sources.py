@@ -119,3 +119,26 @@ def test_fit_and_predict_with_a_vit_encoder():
     assert model.card["preset"]["hyperparameters"]["encoder"] == ARCH
     st.tl.predict(sdata, model, spot_um=None)
     assert np.isfinite(sdata.tables["pred_spots"].X).all()
+
+
+def test_feature_cache_holds_the_tokens_of_each_tile_and_trains():
+    from histo2st.train._feature_cache import slide_tokens
+
+    sdata = st.datasets.synthetic_tissue(size_um=600, microns_per_pixel=2.0, n_genes=6, seed=6)
+    st.pp.normalize(sdata)
+    genes = list(sdata["table"].var_names)
+    model = PixNet(genes, encoder=ARCH, encoder_args=ARGS, freeze_encoder=True, microns_per_pixel=4.0,
+                   hidden_dim=8, crop_px=64, batch_size=2, tile_px=128, cache_features=True)  # fmt: skip
+    image = np.ascontiguousarray(sdata["he"].data[:, ::2, ::2].compute())  # 4 µm/px
+    tokens = slide_tokens(model.module, image, margin=64, tile_px=64)
+    assert tokens.shape == (48, 5 * 4, 5 * 4)  # (150 + 128) px padded, in tiles of 64 px, tokens of 16 px
+    tile = torch.from_numpy(np.ascontiguousarray(image[None, :, 0:64, 64:128]))
+    with torch.no_grad():
+        expected = model.module.encoder.tokens(model.module.normalize(tile))[0].numpy()
+    np.testing.assert_allclose(tokens[:, 4:8, 8:12], expected, rtol=2e-3, atol=2e-3)  # float16
+
+    history = model.train(sdata, epochs=2, validation=0.2, progress=False)
+    assert len(history) == 2
+    assert np.isfinite(history[-1]["val_pcc"])
+    with pytest.raises(ValueError, match="frozen ViT"):
+        PixNet(genes, encoder=ARCH, encoder_args=ARGS, cache_features=True, crop_px=64).train(sdata, epochs=1)

@@ -6,6 +6,7 @@ from ._ensemble import Ensemble
 from ._interface import Predictor
 from ._load import load_model
 from ._pixnet import PixNet
+from ._ridge import RidgeProbe
 from ._thitogene import THItoGene
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ModelFileError",
     "PixNet",
     "Predictor",
+    "RidgeProbe",
     "THItoGene",
     "check_model_dir",
     "load_model",

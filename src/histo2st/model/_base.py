@@ -162,19 +162,15 @@ class BaseModel:
         """
         from dataclasses import replace
 
-        from ..train import Trainer, prepare_sections, split_validation
+        from ..train import prepare_sections, split_validation
 
         start = time.perf_counter()
         sections, norm = prepare_sections(data, self.genes, self.microns_per_pixel)
         train, val, val_desc = split_validation(sections, validation, seed=config.seed)
         sections, train, val = self._normalize_training_stains(sections, train, val)
-        plan = self._make_plan(train, val)
         if not val:
             config = replace(config, patience=None)
-        if not self.history:
-            self._start_at_the_mean(train)
-        self.history = Trainer(plan, config).fit()
-        self._after_training(plan)
+        self.history = self._fit_sections(train, val, config)
         self.card.update(
             normalization=norm,
             training={
@@ -193,6 +189,20 @@ class BaseModel:
             validation_metrics=_best_record(self.history),
         )
         return self.history
+
+    def _fit_sections(self, train: list, val: list, config) -> list[dict]:
+        """Train on prepared sections (:class:`~histo2st.train.Section`) with the one trainer; the history.
+
+        Models fitted in closed form rather than by gradient steps override this.
+        """
+        from ..train import Trainer
+
+        plan = self._make_plan(train, val)
+        if not self.history:
+            self._start_at_the_mean(train)
+        history = Trainer(plan, config).fit()
+        self._after_training(plan)
+        return history
 
     def _normalize_training_stains(self, sections: list, train: list, val: list) -> tuple[list, list, list]:
         """Stain-normalize the training images as set by ``stain_normalization`` and record it in the card.

@@ -21,11 +21,12 @@ from ..train import (
     make_grid,
     predict_cores,
 )
-from ._base import FILE_FIX, BaseModel, ModelFileError, init_params
+from ._base import BaseModel, init_params
+from ._encoder_model import EncoderReference
 from ._encoder_source import resolve_encoder
 
 
-class PixNet(BaseModel):
+class PixNet(EncoderReference, BaseModel):
     """PixNet (Zhang, Yang, Pan): a pyramidal encoder and a U-Net-style decoder predicting a dense gene map.
 
     A spot's expression is the mean of the dense map over its circle, so the model trained on measured spots predicts
@@ -76,6 +77,9 @@ class PixNet(BaseModel):
         Flips, 90° rotations and color jitter during training.
     stain_augment
         H&E re-staining, blur and 0.9-1.1x scale changes during training (see :class:`~histo2st.train.PixNetPlan`).
+    cache_features
+        With a frozen ViT encoder, compute its output over each training slide once and train on crops of it (see
+        :class:`~histo2st.train.PixNetPlan`): epochs then cost no encoder forward pass.
     stain_normalization
         ``"macenko"`` normalizes every slide's stains to a reference fitted on the training sections, in training
         and prediction (each slide's own stains are estimated on its tissue); ``None`` uses the H&E as it is. See the
@@ -97,7 +101,7 @@ class PixNet(BaseModel):
                 "lam": 0.5, "epochs": 8, "patience": 3, "max_time": 420.0},
     }  # fmt: skip
     _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "encoder_lr", "encoder_warmup_epochs",
-                  "augment", "stain_augment")  # fmt: skip
+                  "augment", "stain_augment", "cache_features")  # fmt: skip
 
     def __init__(
         self,
@@ -119,6 +123,7 @@ class PixNet(BaseModel):
         tile_px: int = 512,
         augment: bool = True,
         stain_augment: bool = False,
+        cache_features: bool = False,
         stain_normalization: str | None = None,
         **module_kwargs,
     ) -> None:
@@ -137,15 +142,7 @@ class PixNet(BaseModel):
             fine_tune = encoder_lr is not None or encoder_warmup_epochs > 0 or self._encoder_source.weights is None
             params["freeze_encoder"] = not is_resnet(self._encoder_source.architecture) and not fine_tune
         super().__init__(genes, microns_per_pixel=microns_per_pixel, init_params=params)
-        source = self._encoder_source
-        self.card["encoder"] = {
-            "architecture": source.architecture,
-            "model_args": jsonable_model_args(source.model_args),
-            "weights": source.origin,
-            "input_mean": list(self.module.input_mean),  # lists: tuples do not go into zarr attributes
-            "input_std": list(self.module.input_std),
-            "frozen": self.module.encoder_frozen,
-        }
+        self.card["encoder"] = self._encoder_card()
 
     def _build_module(self):
         from ..module import PixNetModule
@@ -162,54 +159,6 @@ class PixNet(BaseModel):
     def _after_training(self, plan) -> None:
         if not self.module.encoder_frozen:
             self.card["encoder"]["fine_tuned"] = True
-
-    def _references_encoder(self) -> bool:
-        """Whether a saved model can point to the encoder's weights instead of copying them.
-
-        So it can when the encoder is frozen, was never trained, and comes from a file or hub repository that
-        :meth:`load` can find again.
-        """
-        trained = self.card["encoder"].get("fine_tuned", False)
-        return self.module.encoder_frozen and not trained and self._encoder_source.weights is not None
-
-    def _encoder_prefix(self) -> str:
-        target = self.module.encoder.weights_module
-        return next(f"{name}." for name, m in self.module.named_modules() if m is target)
-
-    def _state_to_save(self, include_encoder: bool) -> tuple[dict, dict]:
-        state = self.module.state_dict()
-        included = include_encoder or not self._references_encoder()
-        if not included:
-            prefix = self._encoder_prefix()
-            state = {k: v for k, v in state.items() if not k.startswith(prefix)}
-        return state, {"encoder": {**self.card["encoder"], "included": included}}
-
-    @classmethod
-    def _from_card(cls, card: dict) -> PixNet:
-        """The model a saved card describes, untrained.
-
-        Its encoder is rebuilt from the card or, when it was not saved, from its recorded source, checked against the
-        recorded sha256.
-        """
-        params, encoder = dict(card["init_params"]), card.get("encoder", {})
-        if encoder.get("included", True):  # the weights file holds the encoder: never re-read its original weights
-            params.update(encoder=encoder.get("architecture", "resnet18"), encoder_weights=None,
-                          encoder_args=encoder.get("model_args") or None)  # fmt: skip
-            params.update({k: encoder[k] for k in ("input_mean", "input_std") if k in encoder})
-        model = cls(card["genes"], microns_per_pixel=card["microns_per_pixel"], **params)
-        expected = encoder.get("weights", {}).get("sha256")
-        if not encoder.get("included", True) and model._encoder_source.origin.get("sha256") != expected:
-            raise ModelFileError(
-                f"The encoder weights at {model._encoder_source.origin['source']!r} are not those this model was "
-                f"trained with (sha256 {expected}); restore them, or {FILE_FIX} with `include_encoder=True`."
-            )
-        return model
-
-    def _complete_state(self, state: dict, card: dict) -> dict:
-        if card.get("encoder", {}).get("included", True):
-            return state
-        prefix = self._encoder_prefix()
-        return {**{prefix + k: v for k, v in self.module.encoder.weights_module.state_dict().items()}, **state}
 
     def _plan_class(self):
         from ..train import PixNetPlan

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import dask.array as da
 import numpy as np
 
-from .._core._resample import resample_image
 from .._logging import logger
 from .._settings import settings
 from ..train import grid_coordinates, predict_windows
 from ._base import BaseModel, init_params
+from ._patch_grid import model_image, patch_grid_map
 
 #: Patch side of the paper: 112 px of her2st at about 0.69 µm/px.
 PAPER_PATCH_PX = 112
 PAPER_PATCH_UM = 112 * 0.69
-#: H&E images up to this size (at the model's resolution) are loaded once for prediction instead of per window.
-IMAGE_BYTES = 2 * 2**30
 
 
 class THItoGene(BaseModel):
@@ -164,7 +163,7 @@ class THItoGene(BaseModel):
         self.module.to(device).eval()
         return predict_windows(
             self.module,
-            self._model_image(image, image_mpp),
+            model_image(self, image, image_mpp),
             centers,
             grid,
             np.arange(len(xy_px)),
@@ -192,34 +191,8 @@ class THItoGene(BaseModel):
         pixel)`` replaces that mask; ``batch_size`` is not used (the model predicts windows of ``window_spots``).
         ``tta`` as in :meth:`predict_points`.
         """
-        from .._core._maps import tissue_pixels_block
-        from .._core._tissue import tissue_mask as find_tissue
-
-        stride_px = self.map_microns_per_pixel / image_mpp
-        height, width = (math.ceil(n / stride_px) for n in image.shape[1:])
-        gy, gx = np.mgrid[0:height, 0:width]
-        xy = np.column_stack([(gx.ravel() + 0.5) * stride_px, (gy.ravel() + 0.5) * stride_px])
-        mask, factor = find_tissue(image) if tissue_mask is None else tissue_mask
-        # the pixels st.tl.predict keeps and labels as tissue: those that cover any tissue of the mask
-        on = np.flatnonzero(tissue_pixels_block(mask, factor / stride_px, (0, height), (0, width)))
-        logger.info(
-            f"Predicting a {height} x {width} map every {self.map_microns_per_pixel:.3g} µm ({len(on)} patches)."
-        )
-        dense = np.full((self.n_genes, height * width), np.nan, dtype=np.float32)
-        if len(on):
-            dense[:, on] = self._predict_at(image, image_mpp, xy[on], device, tta).T
-        return da.from_array(dense.reshape(self.n_genes, height, width), chunks=(self.n_genes, 1024, 1024))
-
-    def _model_image(self, image, image_mpp: float):
-        """The (stain-normalized) H&E at the model's resolution: in memory up to ``IMAGE_BYTES``, else lazy."""
-        factor = image_mpp / self.microns_per_pixel
-        if not math.isclose(factor, 1.0, rel_tol=0.05):
-            logger.info(f"Resampling the H&E from {image_mpp:.3g} to {self.microns_per_pixel:.3g} µm/px.")
-        resampled = self._stain_normalized(resample_image(image, factor))
-        if resampled.nbytes <= IMAGE_BYTES:
-            # windows read overlapping regions; a lazy JPEG-backed slide would be decoded again for each one
-            return np.asarray(resampled)
-        return resampled
+        predict_at = functools.partial(self._predict_at, image, image_mpp, device=device, tta=tta)
+        return patch_grid_map(image, image_mpp, self.map_microns_per_pixel, self.n_genes, tissue_mask, predict_at)
 
     def _grid_pitch(self) -> float:
         pitch = self.init_params["grid_pitch_um"]

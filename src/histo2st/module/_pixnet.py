@@ -140,8 +140,16 @@ class PixNetModule(nn.Module):
             self.encoder.eval()
         return self
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Dense map ``(B, n_genes, H, W)`` of normalized float images ``(B, 3, H, W)``."""
+    def forward(self, images: torch.Tensor, *, from_tokens: bool = False) -> torch.Tensor:
+        """Dense map ``(B, n_genes, H, W)`` of normalized float images ``(B, 3, H, W)``.
+
+        ``from_tokens=True``: ``images`` are a ViT encoder's cached trunk output ``(B, embed_dim, H / 16, W / 16)``
+        (:meth:`~histo2st.nn.ViTEncoder.tokens`) of an input whose sides are multiples of :attr:`input_multiple`;
+        only the feature pyramid, decoder and head run. A keyword of ``forward``, not a method of its own, so that
+        DDP's wrapper, which synchronizes gradients in ``forward``, sees both.
+        """
+        if from_tokens:
+            return self._maps(self.encoder.pyramid(images), images.shape[-2] * 16, images.shape[-1] * 16)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"Expected images of shape (B, 3, H, W), got {tuple(images.shape)}.")
         if not images.is_floating_point():
@@ -154,7 +162,8 @@ class PixNetModule(nn.Module):
         pad_h, pad_w = -height % m, -width % m
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-        features = self.encoder.forward_pyramid(images)
+        return self._maps(self.encoder.forward_pyramid(images), *images.shape[-2:])[..., :height, :width]
+
+    def _maps(self, features: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
         g = self.head(self.decoder(features))
-        g = F.interpolate(g, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return self.activation(g[..., :height, :width])
+        return self.activation(F.interpolate(g, size=(height, width), mode="bilinear", align_corners=False))

@@ -128,6 +128,11 @@ class ResNet(nn.Module):
             features.append(x)
         return features
 
+    @property
+    def pooled_dim(self) -> int:
+        """Length of :meth:`pooled`'s vectors."""
+        return sum(self.channels[-3:])
+
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The representation a linear probe reads, ``(B, 896)`` for ResNet18.
 

@@ -177,6 +177,11 @@ class ViTEncoder(nn.Module):
         cfg = self.trunk.pretrained_cfg
         return tuple(cfg["mean"]), tuple(cfg["std"])
 
+    @property
+    def pooled_dim(self) -> int:
+        """Length of :meth:`pooled`'s vectors."""
+        return 2 * self.trunk.embed_dim
+
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The representation a linear probe reads, ``(B, 2 * embed_dim)``.
 
@@ -187,12 +192,19 @@ class ViTEncoder(nn.Module):
         prefix = self.trunk.num_prefix_tokens
         return torch.cat([tokens[:, 0], tokens[:, prefix:].mean(1)], 1)
 
-    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps ``[F_1, ..., F_levels]`` of an input ``(B, 3, H, W)``; F_l has stride ``2**l``."""
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's output as a map ``(B, embed_dim, ceil(H / 16), ceil(W / 16))`` of an input ``(B, 3, H, W)``.
+
+        What a frozen encoder's feature cache holds (see :class:`~histo2st.train.PixNetPlan`'s ``cache_features``).
+        """
         (tokens,) = self.trunk.forward_intermediates(
             x, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True
         )
         grid = tuple(math.ceil(n / BASE_STRIDE) for n in x.shape[-2:])
         if tuple(tokens.shape[-2:]) != grid:
             tokens = F.interpolate(tokens, size=grid, mode="bilinear", align_corners=False)
-        return self.pyramid(tokens)
+        return tokens
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps ``[F_1, ..., F_levels]`` of an input ``(B, 3, H, W)``; F_l has stride ``2**l``."""
+        return self.pyramid(self.tokens(x))

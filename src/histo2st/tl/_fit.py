@@ -64,8 +64,10 @@ def fit(
     sdata
         A normalized SpatialData (:func:`histo2st.pp.normalize`), or a list or dict of them (several sections).
     model
-        ``"pixnet"`` (dense maps, :class:`~histo2st.model.PixNet`) or ``"thitogene"`` (a patch per spot, spots attending
-        to each other, :class:`~histo2st.model.THItoGene`).
+        ``"pixnet"`` (dense maps, :class:`~histo2st.model.PixNet`), ``"thitogene"`` (a patch per spot, spots attending
+        to each other, :class:`~histo2st.model.THItoGene`) or ``"ridge"`` (the HEST-benchmark baseline: a frozen
+        encoder's features of each spot's patch, PCA and ridge regression, :class:`~histo2st.model.RidgeProbe`;
+        fitted in closed form, so the training options do not apply).
     preset
         Settings that fit the machine: ``"cpu"`` (the best measured on a 2-core CPU, within a time budget of
         7 minutes), ``"paper"`` (each paper's GPU settings, e.g. PixNet's 500 epochs at width 512) or ``"auto"``
@@ -104,12 +106,14 @@ def fit(
     overwrite
         Replace a model of that name saved in a sample's zarr store (checked before training starts).
     **hyperparameters
-        Passed to the model class (e.g. PixNet's ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder_weights``;
-        THItoGene's ``lr``, ``loss``, ``patch_um``, ``window_spots``, ``dense_um``).
+        Passed to the model class (e.g. PixNet's ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder``,
+        ``encoder_weights``, ``cache_features``; THItoGene's ``lr``, ``loss``, ``patch_um``, ``window_spots``,
+        ``dense_um``; the ridge probe's ``encoder``, ``patch_px``, ``n_components``).
 
     Returns
     -------
-    The trained model (:class:`histo2st.model.PixNet` or :class:`histo2st.model.THItoGene`), with ``model.history``
+    The trained model (:class:`histo2st.model.PixNet`, :class:`histo2st.model.THItoGene` or
+    :class:`histo2st.model.RidgeProbe`), with ``model.history``
     and ``model.card``; with ``n_seeds > 1`` a :class:`histo2st.model.Ensemble` of such models (``.members``).
     Also records it on every sample it was fit on:
 

@@ -15,6 +15,7 @@ from ._tiling import (
     default_batch_size,
     make_grid,
     predict_cores,
+    read_tile,
 )
 from ._trainer import Trainer, TrainerConfig, TrainingPlan
 
@@ -41,6 +42,7 @@ __all__ = [
     "predict_cores",
     "predict_windows",
     "prepare_sections",
+    "read_tile",
     "split_validation",
     "tissue_tile_centers",
 ]

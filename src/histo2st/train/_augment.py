@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def flip_rotate(image: np.ndarray, centers: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random flip and 90° rotation of a ``(c, s, s)`` crop; spot centers (x, y) move with the pixels."""
-    size = image.shape[-1]
+def flip_rotate(
+    image: np.ndarray, centers: np.ndarray, rng: np.random.Generator, *, size: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random flip and 90° rotation of a ``(c, s, s)`` crop; spot centers (x, y) move with the pixels.
+
+    ``size``: the side of the crop in the units of ``centers`` when it is not ``s`` (a feature map of a crop, with
+    centers in the crop's pixels).
+    """
+    size = image.shape[-1] if size is None else size
     xy = centers.copy()
     if rng.random() < 0.5:
         image = image[:, :, ::-1]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ._augment import color_jitter, flip_rotate, stain_jitter
+from ._feature_cache import TOKEN_STRIDE, aligned_start, slide_tokens
 from ._metrics import spot_metrics
 from ._sections import Section
 from ._tiling import make_grid, predict_spots_tiled, read_tile
@@ -50,6 +51,13 @@ class PixNetPlan:
     stain_augment
         H&E-specific augmentation: each crop re-stained in hematoxylin-eosin space and sometimes blurred
         (:func:`~histo2st.train._augment.stain_jitter`), and read at a random scale of 0.9-1.1x (spots scale with it).
+    cache_features
+        For a frozen ViT encoder: run its trunk once over every training slide (tiles of ``crop_px``, see
+        :func:`~histo2st.train._feature_cache.slide_tokens`) and train the feature pyramid, decoder and head on crops
+        of that token map, placed at multiples of 16 pixels. Each epoch then costs no trunk forward pass. A crop's
+        tokens are those of the fixed tiles it overlaps rather than of the crop itself, and augmentation is limited
+        to flips and rotations of the token map (color jitter and ``stain_augment`` change pixels the cache never
+        sees again).
     """
 
     def __init__(
@@ -67,7 +75,14 @@ class PixNetPlan:
         encoder_warmup_epochs: int = 0,
         augment: bool = True,
         stain_augment: bool = False,
+        cache_features: bool = False,
     ) -> None:
+        if cache_features and not (module.encoder_frozen and hasattr(module.encoder, "tokens")):
+            raise ValueError("`cache_features` needs a frozen ViT encoder (a trained encoder changes its features).")
+        if cache_features and (stain_augment or encoder_warmup_epochs):
+            raise ValueError("`cache_features` cannot go with `stain_augment` or `encoder_warmup_epochs`.")
+        self.cache_features = cache_features
+        self._tokens: list[np.ndarray] | None = None
         self.module = module
         self.train, self.val = train, val
         self.crop_px, self.batch_size, self.lam = crop_px, batch_size, lam
@@ -104,6 +119,9 @@ class PixNetPlan:
         return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
 
     def batches(self, epoch: int, rng: np.random.Generator):
+        if self.cache_features and self._tokens is None:  # here, once the trainer has moved the module to its device
+            self._tokens = [slide_tokens(self.module, s.image, margin=self.crop_px, tile_px=self.crop_px)
+                            for s in self.train]  # fmt: skip
         if self.encoder_warmup_epochs:
             self.module.set_encoder_frozen(epoch < self.encoder_warmup_epochs)
         order = rng.permutation(len(self._anchors))
@@ -120,8 +138,11 @@ class PixNetPlan:
             (cx, cy), r = sec.centers[spot], sec.radii[spot]
             # with stain_augment, read a window of `read` pixels and resize it to the crop: a small change of scale
             read = round(s / np.exp(rng.uniform(*np.log(ZOOM)))) if self.stain_augment else s
-            x0 = int(np.floor(rng.uniform(cx + r - read, cx - r)))
-            y0 = int(np.floor(rng.uniform(cy + r - read, cy - r)))
+            if self.cache_features:
+                x0, y0 = aligned_start(rng, cx + r - read, cx - r), aligned_start(rng, cy + r - read, cy - r)
+            else:
+                x0 = int(np.floor(rng.uniform(cx + r - read, cx - r)))
+                y0 = int(np.floor(rng.uniform(cy + r - read, cy - r)))
             local = sec.centers - np.array([x0, y0], dtype=np.float32)
             inside = np.flatnonzero(
                 (local[:, 0] - sec.radii >= 0)
@@ -129,19 +150,19 @@ class PixNetPlan:
                 & (local[:, 1] - sec.radii >= 0)
                 & (local[:, 1] + sec.radii <= read)
             )
-            crop = read_tile(sec.image, y0, x0, read)
+            crop = self._crop(si, y0, x0, read)
             xy, radius = local[inside], sec.radii[inside]
             if read != s:
                 crop, xy, radius = _resize(crop, s), xy * (s / read), radius * (s / read)
             if self.augment:
-                crop, xy = flip_rotate(crop, xy, rng)
+                crop, xy = flip_rotate(crop, xy, rng, size=s)
             images.append(crop)
             bidx.append(np.full(len(inside), b))
             centers.append(xy)
             radii.append(radius)
             targets.append(sec.targets[inside])
         return {
-            "images": np.stack(images),
+            "tokens" if self.cache_features else "images": np.stack(images),
             "batch_index": np.concatenate(bidx),
             "centers": np.concatenate(centers).astype(np.float32),
             "radii": np.concatenate(radii).astype(np.float32),
@@ -149,11 +170,19 @@ class PixNetPlan:
             "jitter_seed": int(rng.integers(2**31)),
         }
 
+    def _crop(self, si: int, y0: int, x0: int, size: int) -> np.ndarray:
+        """The crop of section ``si`` at ``(y0, x0)``: its pixels, or its cached tokens (``y0``, ``x0`` aligned)."""
+        if not self.cache_features:
+            return read_tile(self.train[si].image, y0, x0, size)
+        i, j, n = (y0 + self.crop_px) // TOKEN_STRIDE, (x0 + self.crop_px) // TOKEN_STRIDE, size // TOKEN_STRIDE
+        return self._tokens[si][:, i : i + n, j : j + n]
+
     def training_step(self, module, batch: dict, device) -> dict:
         import torch
 
-        from ..nn import pixnet_loss, spot_pool
-
+        if "tokens" in batch:
+            maps = module(torch.from_numpy(batch["tokens"]).to(device).float(), from_tokens=True)
+            return self._loss(maps, batch, device)
         x = torch.from_numpy(batch["images"]).to(device)
         if self.augment:
             gen = torch.Generator(device=x.device).manual_seed(batch["jitter_seed"])
@@ -162,6 +191,13 @@ class PixNetPlan:
             gen = torch.Generator(device=x.device).manual_seed(batch["jitter_seed"] + 1)
             x = stain_jitter(x.float().div_(255), gen).mul_(255).round_().to(torch.uint8)
         maps = module(self.module.normalize(x))  # `module` may be DDP's wrapper
+        return self._loss(maps, batch, device)
+
+    def _loss(self, maps, batch: dict, device) -> dict:
+        import torch
+
+        from ..nn import pixnet_loss, spot_pool
+
         pred = spot_pool(
             maps,
             torch.from_numpy(batch["batch_index"]).to(device),
