@@ -271,3 +271,32 @@ def test_trust_multiscale_scores_coverage_at_every_scale(script, capsys):
                       ("8 µm bins", "truth"), ("16 µm bins", "truth")]  # fmt: skip
     assert all(0 <= row["cal cov@80"] <= 1 and row["n"] > 0 for row in result["rows"])
     assert result["downstream"]["bin_um"] == 8
+
+
+@pytest.mark.slow
+def test_cohort_runs_both_cluster_sizes_and_a_kill(script, tmp_path, capsys):
+    argv = ["--slides", "2", "--size", "3000", "--hidden-dim", "8", "--tile-px", "128", "--genes", "6"]
+    result = script("cohort").main([*argv, "--workdir", str(tmp_path), "--out", str(tmp_path / "out")])
+    capsys.readouterr()
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == result
+    for workers in (1, 2):
+        run = result[f"workers_{workers}"]
+        assert run["slides_done"] == 2
+        assert len(run["peak_rss_gb_per_worker"]) == workers
+    assert result["scaling_efficiency"] > 0
+    kill = result["kill_and_resume"]
+    # a small slide may finish before the kill lands; otherwise nothing recorded is lost
+    assert "error" in kill or kill["blocks_found_done_on_resume"] >= kill["blocks_recorded_at_kill"]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_training_memory_reports_each_count(script, shared_data, capsys):
+    argv = ["--root", str(shared_data), "--sections", "1", "2", "--max-time", "2", "--batches", "2"]
+    result = script("training_memory").main(argv)
+    capsys.readouterr()
+    first, second = result["rows"]
+    assert (first["sections"], second["sections"]) == (1, 2)
+    assert 0 < first["data_share"] < 1
+    assert first["peak_rss_gb"] >= first["rss_after_loading_gb"] > 0
+    assert second["peak_ratio_to_first"] == pytest.approx(second["peak_rss_gb"] / first["peak_rss_gb"])
