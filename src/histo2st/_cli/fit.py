@@ -122,7 +122,7 @@ def run(opts: argparse.Namespace) -> None:
     try:
         model = st.tl.fit(
             samples,
-            opts.model,
+            opts.model.split(",") if "," in str(opts.model) else opts.model,
             preset=opts.preset,
             key_added=opts.key_added,
             overwrite=opts.overwrite,

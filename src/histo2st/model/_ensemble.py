@@ -1,4 +1,4 @@
-"""A seed ensemble: models of one class trained with different seeds, predicting their mean and spread."""
+"""Ensembles: models trained with different seeds, or of different classes, predicting their mean and spread."""
 
 from __future__ import annotations
 
@@ -14,16 +14,23 @@ ENSEMBLE_NAME = "ensemble"
 
 
 class Ensemble:
-    """Models of one class and one set of genes (e.g. trained with different seeds) used as one.
+    """Models of one set of genes used as one: a seed ensemble of one class, or a mixed ensemble of several.
 
     Predictions are the mean over the members; their spread, the standard deviation over the members (``ddof=0``), is
-    returned beside it as an uncertainty. Build one with ``st.tl.fit(..., n_seeds=5)`` or from trained models; save
-    with :meth:`save` and load with :func:`histo2st.tl.load_model`.
+    returned beside it as an uncertainty. Build one with ``st.tl.fit(..., n_seeds=5)``, with
+    ``st.tl.fit(..., model=["pixnet", "thitogene"])`` (a mixed ensemble) or from trained models; save with
+    :meth:`save` and load with :func:`histo2st.tl.load_model`.
+
+    A mixed ensemble's members may work at different resolutions and draw maps of different pixel sizes (PixNet at
+    its input's, THItoGene one pixel per patch): its map has the finest member map's pixels, onto which coarser maps
+    are resampled bilinearly (pixel centers aligned; no value is spread onto pixels whose nearest coarse pixel has
+    none), and its values at spots and bins are that map's aggregates, so each member counts as its map does. The
+    H&E is read at the finest member's resolution and resampled by each member to its own.
 
     Parameters
     ----------
     members
-        Trained models of the same class, genes and resolution.
+        Trained models of the same genes; of one class and resolution (a seed ensemble) or of several (mixed).
     calibration
         A post-hoc calibration of the spread, as :func:`histo2st.tl.calibrate` fits it: ``"std_scale"`` (a factor
         per gene, ``{gene: factor}``) multiplies the members' standard deviation in every prediction. Saved in the
@@ -42,16 +49,14 @@ class Ensemble:
         for member in members:
             if not isinstance(member, BaseModel):
                 raise TypeError(f"Ensemble members must be histo2st models, got {type(member).__name__}.")
-            if type(member) is not type(first):
-                raise TypeError(
-                    f"Ensemble members must be of one class, got {type(first).__name__} and {type(member).__name__}."
-                )
             if member.genes != first.genes:
                 raise ValueError("Ensemble members must predict the same genes in the same order.")
             scales = [(m.microns_per_pixel, m.map_microns_per_pixel) for m in (first, member)]
-            if scales[0] != scales[1]:
-                raise ValueError("Ensemble members must work at one µm per pixel and write maps of one pixel size.")
+            if type(member) is type(first) and scales[0] != scales[1]:
+                raise ValueError("Members of one class must work at one µm per pixel and write maps of one pixel size.")
         self.members = members
+        #: Whether the members are of several classes (see the class documentation).
+        self.mixed = len({type(m) for m in members}) > 1
         self.calibration = calibration
 
     @property
@@ -71,19 +76,23 @@ class Ensemble:
 
     @property
     def microns_per_pixel(self) -> float:
-        return self.members[0].microns_per_pixel
+        """Resolution the H&E is read at: the finest member's."""
+        return min(m.microns_per_pixel for m in self.members)
 
     @property
     def map_microns_per_pixel(self) -> float:
-        """Pixel size in µm of the dense image, for members whose map is coarser than their input (THItoGene)."""
-        return self.members[0].map_microns_per_pixel
+        """Pixel size in µm of the dense image: the finest member map's (THItoGene's is coarser than its input)."""
+        return min(m.map_microns_per_pixel for m in self.members)
 
     @property
     def predicts_at_points(self) -> bool:
-        return self.members[0].predicts_at_points
+        """Members that all predict at points are asked to; a mixed ensemble's values are its map's aggregates."""
+        return not self.mixed and self.members[0].predicts_at_points
 
     @property
     def init_params(self) -> dict:
+        if self.mixed:
+            return {"members": [{"model": m.model_name, **m.init_params} for m in self.members]}
         return self.members[0].init_params
 
     @property
@@ -98,6 +107,7 @@ class Ensemble:
             **self.members[0].card,
             ENSEMBLE_NAME: {
                 "n_members": len(self.members),
+                "member_models": [m.model_name for m in self.members],
                 "seeds": self.seeds,
                 "validation_metrics": [m.card.get("validation_metrics", {}) for m in self.members],
                 "calibration": self.calibration,
@@ -131,7 +141,13 @@ class Ensemble:
             Passed to each member's ``predict_image`` (``tissue_mask``, ``batch_size``, ``tta``).
         """
         maps = [m.predict_image(image, image_mpp, device=device, **tiling) for m in self.members]
-        chunks = ((self.n_genes,), *maps[0].chunks[1:])
+        finest = min(range(len(maps)), key=lambda i: self.members[i].map_microns_per_pixel)
+        target = self.members[finest].map_microns_per_pixel
+        maps = [
+            m if m.shape == maps[finest].shape else _resampled(m, maps[finest], member.map_microns_per_pixel / target)
+            for m, member in zip(maps, self.members, strict=True)
+        ]
+        chunks = ((self.n_genes,), *maps[finest].chunks[1:])
         maps = [m.rechunk(chunks) for m in maps]
         return da.map_blocks(
             _mean_and_std,
@@ -167,6 +183,7 @@ class Ensemble:
         card = {
             "model": ENSEMBLE_NAME,
             "member_model": self.members[0].model_name,
+            "member_models": [m.model_name for m in self.members],
             "members": names,
             "genes": self.genes,
             "microns_per_pixel": self.microns_per_pixel,
@@ -202,6 +219,39 @@ class Ensemble:
             f"Ensemble({len(self.members)} {kind} members, seeds {self.seeds}, {self.n_genes} genes, "
             f"{self.microns_per_pixel} µm/px, trained {epochs} epochs)"
         )
+
+
+def _resampled(coarse: da.Array, like: da.Array, ratio: float) -> da.Array:
+    """``coarse`` (pixels ``ratio`` times those of ``like``) resampled bilinearly onto ``like``'s grid and chunks."""
+    from scipy import ndimage
+
+    values = np.asarray(coarse, dtype=np.float32)  # coarse maps are small (THItoGene's is computed in memory)
+    missing = np.isnan(values[0])
+    if missing.all():
+        return da.full(like.shape, np.nan, dtype=np.float32, chunks=like.chunks)
+    # fill gaps with the nearest value so interpolation next to them is defined; they are masked again afterwards
+    nearest = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
+    filled = values[:, nearest[0], nearest[1]]
+    import dask
+
+    template = da.zeros((len(values), *like.shape[1:]), dtype=np.float32, chunks=((len(values),), *like.chunks[1:]))
+    # one graph node each: a cluster ships the coarse map once, not once per block
+    return da.map_blocks(_resample_block, template, dtype=np.float32, filled=dask.delayed(filled),
+                         missing=dask.delayed(missing), ratio=ratio,
+                         meta=np.empty((0, 0, 0), dtype=np.float32))  # fmt: skip
+
+
+def _resample_block(_template, filled, missing, ratio, block_info=None) -> np.ndarray:
+    from scipy import ndimage
+
+    (y0, y1), (x0, x1) = block_info[None]["array-location"][1:]
+    # centers of the fine pixels in coarse pixel coordinates (a coarse pixel's center is at index + 0.5)
+    yy, xx = np.meshgrid((np.arange(y0, y1) + 0.5) / ratio - 0.5, (np.arange(x0, x1) + 0.5) / ratio - 0.5,
+                         indexing="ij")  # fmt: skip
+    out = np.stack([ndimage.map_coordinates(g, [yy, xx], order=1, mode="nearest") for g in filled])
+    gap = ndimage.map_coordinates(missing.astype(np.float32), [yy, xx], order=0, mode="nearest") > 0.5
+    out[:, gap] = np.nan
+    return out.astype(np.float32)
 
 
 def _mean_and_std(*blocks: np.ndarray, scale: np.ndarray) -> np.ndarray:
