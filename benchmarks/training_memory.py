@@ -99,7 +99,8 @@ def main(argv=None) -> dict:
     base = rows[0]["peak_rss_gb"]
     for row in rows:
         row["peak_ratio_to_first"] = row["peak_rss_gb"] / base
-    result = jsonable({"benchmark": "training_memory", "provenance": provenance(clock), "settings": vars(args),
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    result = jsonable({"benchmark": "training_memory", "provenance": provenance(clock), "settings": settings,
                        "rows": rows})  # fmt: skip
     print(json.dumps(result, indent=2))
     if args.out is not None:
