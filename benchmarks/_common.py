@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -10,6 +11,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -105,6 +107,41 @@ def fit_options(args, model: str, test: list[str]) -> dict:
         extra = args.thitogene_params
     hyper.update({k: v for k, v in given.items() if v is not None})
     return {**options, **hyper, **extra}
+
+
+class PeakRSS:
+    """Peak resident memory of this process and its children (cluster workers), sampled in a thread.
+
+    ``peak``: the highest sum over the process tree at one sample; ``peaks``: each process's own highest, by pid.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import psutil
+
+        self.process, self.interval, self.peak, self.peaks = psutil.Process(), interval, 0, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for proc in [self.process, *self.process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):  # a worker that just exited
+                    rss = proc.memory_info().rss
+                    total += rss
+                    self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def run_isolated(fn, /, *args):

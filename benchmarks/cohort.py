@@ -24,7 +24,6 @@ per slide in flight.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -32,37 +31,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-
-class PeakRSSByProcess:
-    """Peak resident memory of this process and of each child process (cluster workers), sampled in a thread."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        import psutil
-
-        self.process, self.interval, self.peaks = psutil.Process(), interval, {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            for proc in [self.process, *self.process.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):  # a worker that just exited
-                    self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), proc.memory_info().rss)
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+from _common import PeakRSS
 
 
 def phase_slides(args) -> dict:
@@ -97,7 +69,7 @@ def phase_cohort(args) -> dict:
 
     start = time.perf_counter()
     with (
-        PeakRSSByProcess() as rss,
+        PeakRSS() as rss,
         LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc,
         Client(lc) as client,
     ):

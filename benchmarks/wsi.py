@@ -26,7 +26,6 @@ back from the store (just written, so from the page cache).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
@@ -36,36 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-class PeakRSS:
-    """Peak resident memory of this process and its children (cluster workers), sampled in a thread."""
-
-    def __init__(self, interval: float = 0.2) -> None:
-        import psutil
-
-        self.process, self.interval, self.peak = psutil.Process(), interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            for proc in [self.process, *self.process.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):  # a worker that just exited
-                    total += proc.memory_info().rss
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+from _common import PeakRSS
 
 
 def phase_slide(args) -> dict:

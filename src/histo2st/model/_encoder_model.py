@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import FILE_FIX, ModelFileError
+from ._encoder_source import resolve_encoder
 
 
 class EncoderReference:
@@ -11,6 +12,15 @@ class EncoderReference:
     A frozen, never-trained encoder loaded from a file or hub repository is not copied by ``save`` (unless
     ``include_encoder=True``): the card records its source and sha256, and ``load`` reads it from there again.
     """
+
+    def _resolve_encoder(self, params: dict) -> None:
+        """Record ``params``' encoder options as a card stores them and resolve them into ``self._encoder_source``."""
+        from ..nn import jsonable_model_args
+
+        weights = params["encoder_weights"]
+        params.update(encoder_weights=None if weights is None else str(weights),
+                      encoder_args=jsonable_model_args(params["encoder_args"]) or None)  # fmt: skip
+        self._encoder_source = resolve_encoder(params["encoder"], weights, params["encoder_args"])
 
     def _encoder_card(self) -> dict:
         """The card's ``"encoder"`` entry: architecture, arguments, weights' identity, input statistics, frozen."""

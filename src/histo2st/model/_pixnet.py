@@ -23,7 +23,6 @@ from ..train import (
 )
 from ._base import BaseModel, init_params
 from ._encoder_model import EncoderReference
-from ._encoder_source import resolve_encoder
 
 
 class PixNet(EncoderReference, BaseModel):
@@ -128,16 +127,14 @@ class PixNet(EncoderReference, BaseModel):
         **module_kwargs,
     ) -> None:
         params = init_params(locals())
-        from ..nn import is_resnet, jsonable_model_args
+        from ..nn import is_resnet
 
         if encoder_warmup_epochs and freeze_encoder:
             raise ValueError(
                 "`encoder_warmup_epochs` unfreezes the encoder after the warm-up, but `freeze_encoder=True` keeps it "
                 "frozen; use one or the other."
             )
-        params.update(encoder_weights=None if encoder_weights is None else str(encoder_weights),
-                      encoder_args=jsonable_model_args(encoder_args) or None)  # fmt: skip
-        self._encoder_source = resolve_encoder(encoder, encoder_weights, params["encoder_args"])
+        self._resolve_encoder(params)
         if freeze_encoder is None:
             fine_tune = encoder_lr is not None or encoder_warmup_epochs > 0 or self._encoder_source.weights is None
             params["freeze_encoder"] = not is_resnet(self._encoder_source.architecture) and not fine_tune

@@ -9,7 +9,6 @@ import numpy as np
 from .._settings import settings
 from ._base import BaseModel, init_params
 from ._encoder_model import EncoderReference
-from ._encoder_source import resolve_encoder
 from ._patch_grid import model_image, patch_grid_map
 
 #: Ridge penalties RidgeCV chooses among (efficient leave-one-out on the training spots), as the benchmarks' ridge.
@@ -80,13 +79,9 @@ class RidgeProbe(EncoderReference, BaseModel):
         input_std: tuple[float, float, float] | None = None,
     ) -> None:
         params = init_params(locals())
-        from ..nn import jsonable_model_args
-
-        params.update(encoder_weights=None if encoder_weights is None else str(encoder_weights),
-                      encoder_args=jsonable_model_args(encoder_args) or None)  # fmt: skip
         if patch_px < 16 or n_components < 1:
             raise ValueError(f"`patch_px` must be >= 16 and `n_components` >= 1, got {patch_px}, {n_components}.")
-        self._encoder_source = resolve_encoder(encoder, encoder_weights, params["encoder_args"])
+        self._resolve_encoder(params)
         super().__init__(genes, microns_per_pixel=microns_per_pixel, init_params=params)
         self.card["encoder"] = self._encoder_card()
 
