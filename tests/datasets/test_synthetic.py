@@ -245,9 +245,18 @@ def test_context_keeps_the_layout_and_each_types_mean(contextual, sample):
     assert np.abs(np.log(rich / plain)).mean() > 0.3  # yet cell by cell it differs
 
 
-def test_invasive_front_is_a_state_only_tumor_cells_at_the_border_have(contextual):
+def test_hypoxic_core_is_a_state_of_tumor_cells_deep_in_their_nest(contextual):
+    from scipy.spatial import cKDTree
+
     cells = contextual.tables[CELLS_TABLE_KEY]
-    front = cells.obsm["context"]["invasive_front"].to_numpy()
-    is_front = front > front.min()
-    assert is_front.any()
-    assert (cells.obs["cell_type"].to_numpy()[is_front] == "tumor").all()
+    hypoxic = cells.obsm["context"]["hypoxic_core"].to_numpy()
+    is_hypoxic = hypoxic > hypoxic.min()
+    is_tumor = cells.obs["cell_type"].to_numpy() == "tumor"
+    assert is_hypoxic.any()
+    assert (is_tumor & ~is_hypoxic).any()
+    assert is_tumor[is_hypoxic].all()
+    # more than 80 µm inside the nest (1 µm/px): other cells are far, though a few stray across the border
+    xy = np.asarray(cells.obsm["spatial"])
+    distance, _ = cKDTree(xy[~is_tumor]).query(xy[is_tumor])
+    assert distance[is_hypoxic[is_tumor]].min() > 50
+    assert not is_hypoxic[is_tumor][distance < 30].any()

@@ -1,18 +1,21 @@
 """Context in the synthetic tissue: expression that depends on where a cell sits, not only on its type.
 
 In real tissue the same-looking cell expresses differently by its surroundings: deep in a tumor nest (hypoxia),
-near the tissue edge, among immune cells, or at the invasive front of a tumor. A color patch the size of a spot
-sees the cell but not most of that context; a model with a wide field of view can. Each cell gets four context
-features, computed from the layout on a 4 µm grid:
+near the tissue edge, in an immune-rich neighborhood. A color patch the size of a spot sees the cell but little of
+that context; a model with a wide field of view can. Each cell gets four context features, computed from the layout
+on a 4 µm grid, chosen so that a 55 µm patch shows little of them at a fixed cell type and a field of a few hundred
+µm shows more (measured by ``benchmarks/context_visibility.py``, see the docs page "Synthetic tissue"):
 
 ``tumor_depth``
     ``tanh`` of the signed distance to the nearest tumor border over 150 µm: -1 deep inside a nest, +1 far outside.
 ``tissue_edge``
     ``exp(-d / 200 µm)`` of the distance ``d`` to the glass around the tissue.
 ``immune_neighborhood``
-    Fraction of lymphocytes among the cells around it (Gaussian weights, σ = 40 µm).
-``invasive_front``
-    1 for a tumor cell within 30 µm of the tumor border, else 0: a cell state that looks like any tumor cell.
+    Fraction of lymphocytes among the cells around it (Gaussian weights, σ = 100 µm: beyond a spot, so the spot's
+    own share of small dark nuclei says little of it).
+``hypoxic_core``
+    1 for a tumor cell more than 80 µm inside its nest, else 0: a cell state that looks like any tumor cell, and
+    whose patch, all tumor, looks like that of a tumor cell 30 µm from the border.
 
 Each feature is standardized over the cells. Every marker and shared gene responds to one or two features with
 weights of unit norm; housekeeping genes respond to none. A cell's expression is its type's profile times its
@@ -28,13 +31,13 @@ from scipy import ndimage
 
 from ._synthetic_cells import BACKGROUND, LYMPH_T, TUMOR, TUMOR_T, Layout
 
-CONTEXT_FEATURES = ("tumor_depth", "tissue_edge", "immune_neighborhood", "invasive_front")
+CONTEXT_FEATURES = ("tumor_depth", "tissue_edge", "immune_neighborhood", "hypoxic_core")
 #: Grid (µm) the context maps are computed on: the features vary over tens to hundreds of µm.
 GRID_UM = 4.0
 TUMOR_DEPTH_UM = 150.0
 TISSUE_EDGE_UM = 200.0
-NEIGHBORHOOD_UM = 40.0
-FRONT_UM = 30.0
+NEIGHBORHOOD_UM = 100.0
+HYPOXIA_UM = 80.0
 
 
 def context_features(layout: Layout, mpp: float) -> np.ndarray:
@@ -59,8 +62,8 @@ def context_features(layout: Layout, mpp: float) -> np.ndarray:
     )
     edge = np.exp(-edge_distance[i, j] / TISSUE_EDGE_UM)
     immune = _neighbor_fraction(cells.kind == LYMPH_T, i, j, coarse.shape, NEIGHBORHOOD_UM / grid_um)
-    front = ((cells.kind == TUMOR_T) & (np.abs(signed[i, j]) < FRONT_UM)).astype(float)
-    return _standardize(np.column_stack([depth, edge, immune, front]))
+    hypoxic = ((cells.kind == TUMOR_T) & (-signed[i, j] > HYPOXIA_UM)).astype(float)
+    return _standardize(np.column_stack([depth, edge, immune, hypoxic]))
 
 
 def context_weights(rng: np.random.Generator, genes: pd.DataFrame) -> pd.DataFrame:
