@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = ("pixnet", "thitogene", "ridge")
+#: ``"pixnet+thitogene"``: the mixed ensemble ``st.tl.fit(model=["pixnet", "thitogene"])`` builds, as one model.
+MODELS = ("pixnet", "thitogene", "ridge", "pixnet+thitogene")
 REPO = Path(__file__).resolve().parents[1]
 
 
 def add_model_arguments(parser) -> None:
     """The options of the three models, the same in every model benchmark."""
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="models to compare")
+    parser.add_argument("--models", nargs="+", default=list(MODELS[:3]), choices=MODELS, help="models to compare")
     parser.add_argument("--epochs", type=int, default=100, help="most epochs of PixNet and THItoGene")
     parser.add_argument("--max-time", type=float, default=900.0, help="training seconds per model and fold")
     parser.add_argument("--patience", type=int, default=8, help="early stopping patience in epochs (validation PCC)")
@@ -51,11 +52,17 @@ def add_model_arguments(parser) -> None:
     thito.add_argument("--thitogene-window-spots", type=int, default=None, help="spots seen at once; default 1024")
     thito.add_argument("--thitogene-params", type=json.loads, default={}, help="more hyperparameters, a JSON object")
     parser.add_argument(
+        "--mixed-params",
+        type=json.loads,
+        default={},
+        help="training options of the mixed ensemble 'pixnet+thitogene' (each member's, e.g. max_time), a JSON object",
+    )
+    parser.add_argument(
         "--preset",
         choices=["cpu", "paper"],
         default=None,
         help="train PixNet and THItoGene with st.tl.fit's preset: its epochs, patience, time cap and hyperparameters "
-        "replace the options above (--pixnet-params / --thitogene-params still apply)",
+        "replace the options above (--pixnet-params / --thitogene-params / --mixed-params still apply)",
     )
     parser.add_argument(
         "--ema-decay", type=float, default=None, help="weight averaging of PixNet and THItoGene (st.tl.fit)"
@@ -76,7 +83,12 @@ def add_ensemble_arguments(parser) -> None:
 
 
 def fit_options(args, model: str, test: list[str]) -> dict:
-    """Keyword arguments of ``st.tl.fit`` for one neural model, from the parsed options."""
+    """Keyword arguments of ``st.tl.fit`` for one neural model (or a mixed ensemble), from the parsed options."""
+    if "+" in model:
+        if getattr(args, "preset", None) is None:
+            raise SystemExit(f"--models {model} trains with st.tl.fit's presets: add --preset cpu (or paper).")
+        return {"preset": args.preset, "validation": args.validation, "seed": args.seed, "progress": False,
+                "ema_decay": args.ema_decay, **args.mixed_params}  # fmt: skip
     if getattr(args, "preset", None) is not None:
         extra = args.pixnet_params if model == "pixnet" else args.thitogene_params
         return {"preset": args.preset, "validation": args.validation, "seed": args.seed, "progress": False,

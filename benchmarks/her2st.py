@@ -24,7 +24,9 @@ JSON on stdout; ``--out DIR`` also writes the protocol (``split.json``, genes, `
 ``--preset cpu`` trains with ``st.tl.fit``'s CPU preset (what a user gets by default on a laptop). ``--tta 1 8``
 scores each trained PixNet and THItoGene twice, plain and with 8-fold test-time augmentation (``MODEL+tta8``, same
 training). ``--mix pixnet,thitogene`` also scores the mean of those models' spot predictions (``mean(...)``, a mixed
-ensemble whose training seconds are the members' sum).
+ensemble whose training seconds are the members' sum); ``--models pixnet+thitogene`` trains the mixed ensemble as the
+product builds it (``st.tl.fit(model=["pixnet", "thitogene"])``, each member with the preset and ``--mixed-params``,
+spot values from the members' mean map).
 
     python benchmarks/her2st.py --loso --preset cpu --models ridge pixnet thitogene --tta 1 8 \\
         --mix pixnet,thitogene pixnet+tta8,thitogene+tta8 --out runs/her2st_loso_tta_mix
@@ -50,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import (
+    MODELS,
     add_model_arguments,
     check_out_dir,
     fit_options,
@@ -111,8 +114,7 @@ def run_model_fold(spec: dict) -> dict:
         model.fit(training)
         record = {"alpha": model.alpha, "patch_um": diameter, "microns_per_pixel": model.microns_per_pixel}
     else:
-        model = st.tl.fit(training, "pixnet" if spec["model"].startswith("pixnet") else spec["model"], genes=genes,
-                          **spec["fit"])  # fmt: skip
+        model = st.tl.fit(training, fit_model_name(spec["model"]), genes=genes, **spec["fit"])
         # per member: a seed ensemble (`n_seeds` in --pixnet-params) has several
         members = model.members if isinstance(model, st.model.Ensemble) else [model]
         record = {
@@ -148,6 +150,13 @@ def run_model_fold(spec: dict) -> dict:
         "peak_rss_gb": peak_rss_gb(),
         **record,
     }
+
+
+def fit_model_name(name: str) -> str | list[str]:
+    """What ``st.tl.fit`` takes for a model of this study: PixNet variants are PixNet, ``a+b`` a mixed ensemble."""
+    if name in MODELS and "+" in name:
+        return name.split("+")
+    return "pixnet" if name.startswith("pixnet") else name
 
 
 def score(tested: dict, genes: list[str], spec: dict) -> dict:
@@ -355,7 +364,7 @@ def main(argv=None) -> dict:
              for (train, test), genes in zip(protocol.folds, protocol.fold_genes, strict=True)]  # fmt: skip
     # model by model, so that an interrupted study has whole models (every fold) in its partial results
     for name, pretrain, stain in runs:
-        base = "pixnet" if name.startswith("pixnet") else name
+        base = name if name in MODELS else "pixnet"  # the other names are PixNet variants
         for fold, genes in zip(folds, protocol.fold_genes, strict=True):
             train, test = fold["train"], fold["test"]
             spec = {

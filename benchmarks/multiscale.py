@@ -19,9 +19,12 @@ predicted by every model), with the truth: the tissue's noise-free expected coun
 Reported per model and scale: PCC@M/S/F (per gene across the spots or bins), MSE, MAE, SSIM of the binned maps
 (bins only), the ARI of k-means domains at the spots, the prediction spread, and the PCC@M against the measured
 (Poisson) counts, which at 2 µm hold only a few molecules per bin. For models with a dense map (PixNet, THItoGene)
-``st.tl.evaluate_dense`` also compares the map with the dense truth image. Each model runs in its own 'spawn' child
-process (peak memory per model, see ``benchmarks/her2st.py``). JSON on stdout; ``--out DIR`` writes results.json and
-results.md.
+``st.tl.evaluate_dense`` also compares the map with the dense truth image. References without training bound what
+each kind of model can reach (``reference_runs``): the truth over a spot-sized square around each point (the best
+one value per spot-sized patch can do) and, with ``--context > 0``, the expression of the same cells without
+context (a perfect cell-type model that sees no context), pointwise and over the spot-sized square. Each model runs
+in its own 'spawn' child process (peak memory per model, see ``benchmarks/her2st.py``). JSON on stdout; ``--out DIR``
+writes results.json and results.md.
 
     python benchmarks/multiscale.py --out runs/multiscale          # 3 models x 15 min of training
 """
@@ -176,6 +179,48 @@ def run_model(spec: dict) -> dict:
     return {"values": values, "index": {k: v[0] for k, v in points.items()}, "dense": dense, **record}
 
 
+def reference_runs(tissue, spec: dict) -> dict:
+    """Predictions without training that bound what each kind of model can reach, at every scale's test points.
+
+    ``truth over a spot``: the dense truth summed over a spot-sized square around each point, the best any model
+    that predicts one value per spot-sized patch can do (the ridge baseline's design). When ``context > 0``,
+    ``cell type only``: the same tissue's expected counts without context (same cells, same per-cell noise), what a
+    model that recognizes every cell's type perfectly but sees no context reaches; and ``cell type only, over a
+    spot``: that, summed over the spot-sized square.
+    """
+    points = test_points(tissue, spec)
+    side = int(round(spec["spot_um"] / spec["microns_per_pixel"]))
+    refs = {"reference: truth over a spot": _square_sums(tissue, points, side)}
+    if spec.get("context", 0.0) > 0:
+        plain = make_tissue({**spec, "context": 0.0})
+        tables = {scale: plain.tables["table" if scale == SPOTS else f"table_{scale:03d}um"] for scale in points}
+        refs["reference: cell type only"] = {
+            "values": {
+                scale: log_normalized(tables[scale].layers["expected"][index]) for scale, (index, _) in points.items()
+            }
+        }
+        refs["reference: cell type only, over a spot"] = _square_sums(plain, points, side)
+    for ref in refs.values():
+        ref["index"] = {scale: index for scale, (index, _) in points.items()}
+    return refs
+
+
+def _square_sums(tissue, points: dict, side: int) -> dict:
+    """The dense truth summed over a ``side`` px square centered on each test point, log-normalized, per scale."""
+    from scipy import ndimage
+
+    truth = tissue.images["truth"]
+    sums = {scale: np.empty((len(index), truth.shape[0])) for scale, (index, _) in points.items()}
+    chunk = truth.data.chunksize[0]  # painting the lazy truth costs a chunk of genes at once
+    for lo in range(0, truth.shape[0], chunk):
+        for g, channel in enumerate(np.asarray(truth.data[lo : lo + chunk], dtype=np.float64), start=lo):
+            smooth = ndimage.uniform_filter(channel, side, mode="constant")  # the mean: the row's scale cancels
+            for scale, (_, xy) in points.items():
+                ij = np.clip(np.round(xy - 0.5).astype(np.int64), 0, [smooth.shape[1] - 1, smooth.shape[0] - 1])
+                sums[scale][:, g] = smooth[ij[:, 1], ij[:, 0]]
+    return {"values": {scale: log_normalized(v) for scale, v in sums.items()}}
+
+
 def log_normalized(values) -> np.ndarray:
     """log1p(x / total * 1e4) per row over all genes, as ``st.pp.normalize`` does to the training spots."""
     values = np.asarray(values.toarray() if hasattr(values, "toarray") else values, dtype=np.float64)
@@ -285,7 +330,9 @@ def main(argv=None) -> dict:
         )
         for name in args.models
     }
-    rows = score(make_tissue(spec), spec, runs)
+    tissue = make_tissue(spec)
+    references = reference_runs(tissue, spec)
+    rows = score(tissue, spec, {**runs, **references})
     result = jsonable(
         {
             "benchmark": "multiscale",
@@ -322,9 +369,13 @@ def markdown(result: dict) -> str:
     costs = ["model", "n_train_spots", "train_seconds", "predict_seconds", "peak_rss_gb", "epochs", "best_val_pcc"]
     dense_rows = [{"model": name, **row} for name, rows in result["dense_map"].items() for row in rows]
     dense = ["model", "bin_um", "n_bins", "n_genes", "PCC@M", "PCC@S", "PCC@F", "SSIM", "MSE", "MAE"]
+    models = [row for row in result["results"] if not row["model"].startswith("reference")]
+    references = [row for row in result["results"] if row["model"].startswith("reference")]
     return (
         head
-        + markdown_table(result["results"], ["model", "scale", *COLUMNS])
+        + markdown_table(models, ["model", "scale", *COLUMNS])
+        + "\n## References without training (bounds of each kind of model)\n\n"
+        + markdown_table(references, ["model", "scale", "n", "PCC@M", "PCC@S", "PCC@F", "SSIM"])
         + "\n## Training and prediction\n\n"
         + markdown_table(cost_rows, costs)
         + "\n## Dense maps against the dense truth image (`st.tl.evaluate_dense`)\n\n"

@@ -68,10 +68,12 @@ def test_her2st_ridge_writes_protocol_and_results(script, tmp_path, capsys):
 
 
 def test_multiscale_ridge_scores_every_scale(script, tmp_path, capsys):
-    result = script("multiscale").main([*SMALL_TISSUE, "--models", "ridge", "--out", str(tmp_path / "ms")])
+    result = script("multiscale").main(
+        [*SMALL_TISSUE, "--context", "1", "--models", "ridge", "--out", str(tmp_path / "ms")]
+    )
 
     capsys.readouterr()
-    rows = {row["scale"]: row for row in result["results"]}
+    rows = {row["scale"]: row for row in result["results"] if row["model"] == "ridge"}
     assert list(rows) == ["55 µm spots", "2 µm bins", "8 µm bins", "16 µm bins"]
     assert rows["2 µm bins"]["n"] > rows["8 µm bins"]["n"] > rows["16 µm bins"]["n"] > 0
     for scale, row in rows.items():
@@ -85,6 +87,17 @@ def test_multiscale_ridge_scores_every_scale(script, tmp_path, capsys):
     assert ridge["peak_rss_gb"] > 0
     assert result["dense_map"] == {}
     assert "| ridge | 2 µm bins |" in (tmp_path / "ms" / "results.md").read_text()
+    references = {(row["model"], row["scale"]): row for row in result["results"] if row["model"] != "ridge"}
+    kinds = {"truth over a spot", "cell type only", "cell type only, over a spot"}
+    assert {model for model, _ in references} == {f"reference: {kind}" for kind in kinds}
+    assert {scale for _, scale in references} == set(rows)
+    # the spot table's truth is the sum over the spot's disc, nearly the square around it
+    assert references[("reference: truth over a spot", "55 µm spots")]["PCC@M"] > 0.9
+    # pointwise, the cell types alone beat any one value per spot at 2 µm
+    assert (
+        references[("reference: cell type only", "2 µm bins")]["PCC@M"]
+        > references[("reference: cell type only, over a spot", "2 µm bins")]["PCC@M"]
+    )
 
 
 @pytest.mark.slow
@@ -108,11 +121,26 @@ def test_every_model_in_one_run(script, tmp_path, capsys):
     assert math.isfinite(models[mix]["rows"][0]["PCC@M"])
     assert "predictions" not in models["pixnet"]
     assert models["pixnet"]["hyperparameters"]["hidden_dim"] == 8
-    assert {row["model"] for row in multiscale["results"]} == {"pixnet", "thitogene", "ridge"}
+    trained = {row["model"] for row in multiscale["results"]} - {"reference: truth over a spot"}
+    assert trained == {"pixnet", "thitogene", "ridge"}
     n = {(row["model"], row["scale"]): row["n"] for row in multiscale["results"]}
     assert n[("pixnet", "8 µm bins")] == n[("thitogene", "8 µm bins")] == n[("ridge", "8 µm bins")] > 0
     assert sorted(multiscale["dense_map"]) == ["pixnet", "thitogene"]
     assert [row["bin_um"] for row in multiscale["dense_map"]["pixnet"]] == [2, 8, 16]
+
+
+@pytest.mark.slow
+def test_her2st_mixed_ensemble_as_the_product_builds_it(script, capsys):
+    mixed = ["--models", "pixnet+thitogene", "--preset", "cpu", "--mixed-params", '{"epochs": 1, "max_time": 2}']
+    result = script("her2st").main([*HER2ST_SYNTHETIC, "--validation", "0.2", *mixed])
+    capsys.readouterr()
+    model = result["folds"][0]["models"]["pixnet+thitogene"]
+    assert model["epochs"] == [1, 1]  # one per member
+    assert [m["model"] for m in model["hyperparameters"]["members"]] == ["pixnet", "thitogene"]
+    assert model["microns_per_pixel"] == pytest.approx(0.69)  # the finest member's: THItoGene's
+    assert math.isfinite(model["rows"][0]["PCC@M"])
+    with pytest.raises(SystemExit, match="--preset"):
+        script("her2st").main([*HER2ST_SYNTHETIC, "--models", "pixnet+thitogene"])
 
 
 def test_her2st_seed_ensemble_records_every_member(script, capsys):
