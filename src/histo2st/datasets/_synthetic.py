@@ -70,10 +70,10 @@ def synthetic_tissue(
         Cell-to-cell expression variation: standard deviation of the log of a mean-preserving log-normal factor.
     context
         How much expression depends on where a cell sits, beyond its type: the standard deviation of the log of a
-        factor set by the cell's tumor depth, distance to the tissue edge, immune neighborhood and invasive-front
-        state (natural-log units; 0 = expression follows cell type only, 1 = a gene varies about 2.7-fold with its
-        context at a fixed type). These features are barely visible in a spot-sized color patch, so with
-        ``context > 0`` a model must see the surroundings to predict them. See ``_synthetic_context``.
+        factor set by the cell's tumor depth, distance to the tissue edge, immune neighborhood over about 100 µm and
+        hypoxic-core state (natural-log units; 0 = expression follows cell type only, 1 = a gene varies about
+        2.7-fold with its context at a fixed type). A spot-sized color patch shows little of these features, so
+        with ``context > 0`` a model must see the surroundings to predict them. See ``_synthetic_context``.
     capture_efficiency
         Fraction of the truth's molecules that are counted, in (0, 1]; counts are Poisson with mean
         ``capture_efficiency`` times the truth summed over the spot or bin.
