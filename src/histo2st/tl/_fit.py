@@ -69,8 +69,9 @@ def fit(
         encoder's features of each spot's patch, PCA and ridge regression, :class:`~histo2st.model.RidgeProbe`;
         fitted in closed form, so the training options do not apply). A list of names, e.g.
         ``["pixnet", "thitogene"]``, trains each with its own preset and returns them as one mixed
-        :class:`~histo2st.model.Ensemble` (their mean, their spread as the uncertainty): on her2st the mean of PixNet
-        and THItoGene scored above either alone and above a 3-seed PixNet per minute of training (see the docs'
+        :class:`~histo2st.model.Ensemble` (their mean, their spread as the uncertainty). On her2st the mean of PixNet's
+        and THItoGene's spot predictions scored above either alone, but this ensemble's spot values come from the
+        mean of their dense maps and scored below PixNet alone (see the docs'
         benchmarks). Per-model keywords (``batch_size``, ``microns_per_pixel``, hyperparameters) are then refused.
     preset
         Settings that fit the machine: ``"cpu"`` (the best measured on a 2-core CPU, within a time budget of
