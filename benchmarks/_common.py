@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+SINGLE_MODELS = ("pixnet", "thitogene", "ridge")
 #: ``"pixnet+thitogene"``: the mixed ensemble ``st.tl.fit(model=["pixnet", "thitogene"])`` builds, as one model.
-MODELS = ("pixnet", "thitogene", "ridge", "pixnet+thitogene")
+MODELS = (*SINGLE_MODELS, "pixnet+thitogene")
 REPO = Path(__file__).resolve().parents[1]
 
 
 def add_model_arguments(parser) -> None:
     """The options of the three models, the same in every model benchmark."""
-    parser.add_argument("--models", nargs="+", default=list(MODELS[:3]), choices=MODELS, help="models to compare")
+    parser.add_argument("--models", nargs="+", default=list(SINGLE_MODELS), choices=MODELS, help="models to compare")
     parser.add_argument("--epochs", type=int, default=100, help="most epochs of PixNet and THItoGene")
     parser.add_argument("--max-time", type=float, default=900.0, help="training seconds per model and fold")
     parser.add_argument("--patience", type=int, default=8, help="early stopping patience in epochs (validation PCC)")
@@ -84,13 +85,10 @@ def add_ensemble_arguments(parser) -> None:
 
 def fit_options(args, model: str, test: list[str]) -> dict:
     """Keyword arguments of ``st.tl.fit`` for one neural model (or a mixed ensemble), from the parsed options."""
-    if "+" in model:
-        if getattr(args, "preset", None) is None:
-            raise SystemExit(f"--models {model} trains with st.tl.fit's presets: add --preset cpu (or paper).")
-        return {"preset": args.preset, "validation": args.validation, "seed": args.seed, "progress": False,
-                "ema_decay": args.ema_decay, **args.mixed_params}  # fmt: skip
+    if "+" in model and getattr(args, "preset", None) is None:
+        raise SystemExit(f"--models {model} trains with st.tl.fit's presets: add --preset cpu (or paper).")
     if getattr(args, "preset", None) is not None:
-        extra = args.pixnet_params if model == "pixnet" else args.thitogene_params
+        extra = {"pixnet": args.pixnet_params, "thitogene": args.thitogene_params}.get(model, args.mixed_params)
         return {"preset": args.preset, "validation": args.validation, "seed": args.seed, "progress": False,
                 "ema_decay": args.ema_decay, **extra}  # fmt: skip
     options = {

@@ -211,12 +211,13 @@ def _square_sums(tissue, points: dict, side: int) -> dict:
 
     truth = tissue.images["truth"]
     sums = {scale: np.empty((len(index), truth.shape[0])) for scale, (index, _) in points.items()}
+    last = [truth.shape[2] - 1, truth.shape[1] - 1]
+    pixels = {scale: np.clip(np.round(xy - 0.5).astype(np.int64), 0, last) for scale, (_, xy) in points.items()}
     chunk = truth.data.chunksize[0]  # painting the lazy truth costs a chunk of genes at once
     for lo in range(0, truth.shape[0], chunk):
         for g, channel in enumerate(np.asarray(truth.data[lo : lo + chunk], dtype=np.float64), start=lo):
             smooth = ndimage.uniform_filter(channel, side, mode="constant")  # the mean: the row's scale cancels
-            for scale, (_, xy) in points.items():
-                ij = np.clip(np.round(xy - 0.5).astype(np.int64), 0, [smooth.shape[1] - 1, smooth.shape[0] - 1])
+            for scale, ij in pixels.items():
                 sums[scale][:, g] = smooth[ij[:, 1], ij[:, 0]]
     return {"values": {scale: log_normalized(v) for scale, v in sums.items()}}
 
