@@ -40,12 +40,23 @@ def test_fit_a_list_of_models_and_predict_their_mean(tmp_path):
     assert mixed.map_microns_per_pixel == mixed.members[0].map_microns_per_pixel  # PixNet's, the finer
     assert not mixed.predicts_at_points
 
-    st.tl.predict(sdata, mixed, spot_um=None)
+    st.tl.predict(sdata, mixed, spot_um=40)
     assert "pixnet+thitogene" in sdata.attrs["histo2st"]["models"]
     spots = sdata.tables["pred_spots"]
     assert np.isfinite(spots.X).mean() > 0.9
-    assert "std" in spots.layers
+    assert spots.uns["histo2st"]["values"] == "mean of the members' own values"
     assert sdata.images["pred"].shape[0] == 6  # the mean maps; their spread is pred_std
+
+    # each member counts at a spot as it would alone: PixNet by its map's mean over the spot, THItoGene by its
+    # prediction at the center (not by its grid map's mean, which the mixed map holds)
+    for key, member in (("alone_pixnet", mixed.members[0]), ("alone_thitogene", mixed.members[1])):
+        st.tl.predict(sdata, member, spot_um=40, key_added=key)
+    for table in ("spots", "square_40um"):
+        alone = [sdata.tables[f"alone_{name}_{table}"].X for name in ("pixnet", "thitogene")]
+        assert sdata.tables[f"alone_thitogene_{table}"].uns["histo2st"]["values"] == "prediction at the centers"
+        np.testing.assert_allclose(sdata.tables[f"pred_{table}"].X, (alone[0] + alone[1]) / 2, atol=1e-4)
+        np.testing.assert_allclose(sdata.tables[f"pred_{table}"].layers["std"], np.abs(alone[0] - alone[1]) / 2,
+                                   atol=1e-4)  # fmt: skip
 
     loaded = st.tl.load_model(mixed.save(tmp_path / "mixed"))
     assert loaded.mixed

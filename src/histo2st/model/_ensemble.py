@@ -24,8 +24,13 @@ class Ensemble:
     A mixed ensemble's members may work at different resolutions and draw maps of different pixel sizes (PixNet at
     its input's, THItoGene one pixel per patch): its map has the finest member map's pixels, onto which coarser maps
     are resampled bilinearly (pixel centers aligned; no value is spread onto pixels whose nearest coarse pixel has
-    none), and its values at spots and bins are that map's aggregates, so each member counts as its map does. The
-    H&E is read at the finest member's resolution and resampled by each member to its own.
+    none). Its value at a spot or bin is the mean of each member's own value there, as that member alone would give
+    it: the map members' (PixNet) aggregates of their maps, and the point members' (THItoGene, ridge) predictions at
+    the centers, since THItoGene's map is drawn on a grid of patches whose spot graph is not the measured spots' (on
+    her2st, leave-one-section-out, the mean of map aggregates scored PCC@M 0.253, below PixNet alone, 0.265, and the
+    mean of each member's own spot values 0.277; ``docs/benchmarks.md``). Where a point member declines (more points
+    than its ``max_direct_spots``, e.g. 2 µm bins) every member's value is its map's aggregate. The H&E is read at
+    the finest member's resolution and resampled by each member to its own.
 
     Parameters
     ----------
@@ -86,8 +91,8 @@ class Ensemble:
 
     @property
     def predicts_at_points(self) -> bool:
-        """Members that all predict at points are asked to; a mixed ensemble's values are its map's aggregates."""
-        return not self.mixed and self.members[0].predicts_at_points
+        """Whether every member predicts at points (then the ensemble's values at spots are their mean there)."""
+        return all(m.predicts_at_points for m in self.members)
 
     @property
     def init_params(self) -> dict:
@@ -140,6 +145,10 @@ class Ensemble:
         **tiling
             Passed to each member's ``predict_image`` (``tissue_mask``, ``batch_size``, ``tta``).
         """
+        return self.combine_maps(self.member_maps(image, image_mpp, device=device, **tiling))
+
+    def member_maps(self, image, image_mpp: float, *, device: str | None = None, **tiling) -> list[da.Array]:
+        """Each member's lazy ``(genes, y, x)`` map on the finest member map's grid and chunks (see the class)."""
         maps = [m.predict_image(image, image_mpp, device=device, **tiling) for m in self.members]
         finest = min(range(len(maps)), key=lambda i: self.members[i].map_microns_per_pixel)
         target = self.members[finest].map_microns_per_pixel
@@ -148,30 +157,61 @@ class Ensemble:
             for m, member in zip(maps, self.members, strict=True)
         ]
         chunks = ((self.n_genes,), *maps[finest].chunks[1:])
-        maps = [m.rechunk(chunks) for m in maps]
+        return [m.rechunk(chunks) for m in maps]
+
+    def combine_maps(self, maps: list[da.Array]) -> da.Array:
+        """The ``(2 * genes, y, x)`` mean and scaled standard deviation of :meth:`member_maps`' maps."""
         return da.map_blocks(
             _mean_and_std,
             *maps,
             scale=self.std_scale[:, None, None],
             dtype=np.float32,
-            chunks=((2 * self.n_genes,), *chunks[1:]),
+            chunks=((2 * self.n_genes,), *maps[0].chunks[1:]),
             meta=np.empty((0, 0, 0), dtype=np.float32),
         )
+
+    @property
+    def point_members(self) -> list[int]:
+        """Indices of the members that predict at points (THItoGene, ridge) rather than by their map's aggregates."""
+        return [i for i, m in enumerate(self.members) if m.predicts_at_points]
+
+    def point_share(self, maps: list[da.Array]) -> da.Array:
+        """The point members' part of the mean map: the sum of their :meth:`member_maps` maps over all members.
+
+        The mean map's aggregate over a spot minus this map's is the map members' part of the spot's mean, so a
+        mixed ensemble's value at a spot can take each point member's own prediction there instead of its map's.
+        """
+        share = sum(maps[i] for i in self.point_members)
+        return (share / np.float32(len(self.members))).astype(np.float32)
 
     def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None, tta: int = 1):
         """The members' ``(mean, std)`` at points, each ``(n, genes)`` float32 (``std`` times :attr:`std_scale`).
 
-        ``None`` when the members aggregate the dense image instead (see
+        ``None`` when a member aggregates the dense image instead (see
         :meth:`histo2st.model.THItoGene.predict_points`).
+        """
+        values = self.member_points(image, image_mpp, xy_px, device=device, tta=tta)
+        if values is None or any(v is None for v in values):
+            return None
+        stacked = np.stack(values)
+        return stacked.mean(0), stacked.std(0) * self.std_scale
+
+    def member_points(self, image, image_mpp: float, xy_px, *, device: str | None = None, tta: int = 1):
+        """Each member's ``(n, genes)`` float32 prediction at points, ``None`` for members without point predictions.
+
+        ``None`` as a whole when a member that predicts at points declines (more points than its
+        ``max_direct_spots``): the caller then keeps the map's aggregates for every member.
         """
         values = []
         for member in self.members:
+            if not member.predicts_at_points:
+                values.append(None)
+                continue
             points = member.predict_points(image, image_mpp, xy_px, device=device, tta=tta)
             if points is None:
                 return None
             values.append(np.asarray(points, dtype=np.float32))
-        stacked = np.stack(values)
-        return stacked.mean(0), stacked.std(0) * self.std_scale
+        return values
 
     def save(self, path: str | Path, *, overwrite: bool = False, include_encoder: bool = False) -> Path:
         """Save every member (``member_<i>/``, each by its own ``save``, with its weights' sha256) and a card.

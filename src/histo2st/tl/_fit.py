@@ -69,10 +69,10 @@ def fit(
         encoder's features of each spot's patch, PCA and ridge regression, :class:`~histo2st.model.RidgeProbe`;
         fitted in closed form, so the training options do not apply). A list of names, e.g.
         ``["pixnet", "thitogene"]``, trains each with its own preset and returns them as one mixed
-        :class:`~histo2st.model.Ensemble` (their mean, their spread as the uncertainty). On her2st the mean of PixNet's
-        and THItoGene's spot predictions scored above either alone, but this ensemble's spot values come from the
-        mean of their dense maps and scored below PixNet alone (see the docs'
-        benchmarks). Per-model keywords (``batch_size``, ``microns_per_pixel``, hyperparameters) are then refused.
+        :class:`~histo2st.model.Ensemble` (their mean, their spread as the uncertainty; at spots each member counts
+        by its own spot values, PixNet's map aggregates and THItoGene's predictions at the centers). On her2st the
+        mean of PixNet's and THItoGene's spot predictions scored above either alone (see the docs' benchmarks).
+        Per-model keywords (``batch_size``, ``microns_per_pixel``, hyperparameters) are then refused.
     preset
         Settings that fit the machine: ``"cpu"`` (the best measured on a 2-core CPU, within a time budget of
         7 minutes), ``"paper"`` (each paper's GPU settings, e.g. PixNet's 500 epochs at width 512) or ``"auto"``

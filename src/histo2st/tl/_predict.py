@@ -21,6 +21,7 @@ from .._core._tissue import regions_on_tissue, sample_tissue_mask
 from .._core._zarr import write_to_store
 from .._logging import log_added, logger
 from ..train import MAX_HALO_PX
+from ._mixed import has_point_and_map_members, mixed_at_centers, share_aggregates
 from ._stream import CHANNEL_CHUNK, stream_map
 
 if TYPE_CHECKING:
@@ -141,8 +142,10 @@ def predict(
 
     Each table has ``uns["histo2st"]["model"]`` with the model's card summary (and ``"model_key"``, the key it is
     recorded under on ``sdata``, when it is) and ``uns["histo2st"]["values"]``:
-    ``"map aggregate"`` (the dense map averaged over the spot) or ``"prediction at the centers"`` (models that predict
-    from a patch at each spot or bin center, THItoGene, up to its ``max_direct_spots``).
+    ``"map aggregate"`` (the dense map averaged over the spot), ``"prediction at the centers"`` (models that predict
+    from a patch at each spot or bin center, THItoGene, up to its ``max_direct_spots``) or, for an ensemble of both
+    kinds (``model=["pixnet", "thitogene"]``), ``"mean of the members' own values"`` (each member's value as it
+    would give it alone; see :class:`~histo2st.model.Ensemble`).
 
     With an :class:`~histo2st.model.Ensemble` the values above are the mean over its members, and also:
 
@@ -153,7 +156,9 @@ def predict(
     ``layers["std"]`` of every table
         Per spot and gene: for ``"map aggregate"`` tables the mean of the per-pixel standard deviation over the spot,
         an upper bound of the standard deviation of the members' spot means (the spread of a mean is at most the mean
-        of the spreads); for ``"prediction at the centers"`` the exact standard deviation of the members' predictions.
+        of the spreads); for ``"prediction at the centers"`` the exact standard deviation of the members' predictions;
+        for ``"mean of the members' own values"`` the standard deviation of those values (exact with one map member;
+        several map members count at their mean).
     ``var["std"]`` of every table
         Per gene: the mean of ``layers["std"]`` over the table's spots (NaN spots skipped), a per-gene uncertainty.
     ``uns["histo2st"]["ensemble"]`` of every table
@@ -188,8 +193,8 @@ def predict(
     # a model that predicts at points (THItoGene) fills its tables from a patch at each center: with dense=False its
     # map only gives the tables their rows, so a lazy placeholder of the right shape replaces the costly dense map
     placeholder = not dense and model.predicts_at_points
-    dense_map = _dense_map(model, he, he_mpp, mask, scale.microns_per_pixel, gene_idx, len(maps), placeholder,
-                           batch_size=batch_size, tta=tta, device=device)  # fmt: skip
+    dense_map, share = _dense_map(model, he, he_mpp, mask, scale.microns_per_pixel, gene_idx, len(maps), placeholder,
+                                  batch_size=batch_size, tta=tta, device=device)  # fmt: skip
     channels = [model.genes[i] for i in gene_idx]
     card = _card_summary(model, recorded_key)
     _store_map(sdata, dict.fromkeys(maps, channels), dense_map, model, mask, scale.microns_per_pixel,
@@ -202,13 +207,15 @@ def predict(
         _add_tissue_labels(sdata, key_added, dense_map, mask, model.map_microns_per_pixel, scale.microns_per_pixel)
     tables = _table_requests(sdata, scale, key_added, spot_ums, shape, shapes_key, tissue_mask, mask)
     _fill_tables(sdata, tables, key_added, spread)
+    transformations = _map_transformations(model.map_microns_per_pixel, scale.microns_per_pixel)
+    shares = {} if share is None else share_aggregates(sdata, share, tables, key_added, transformations)
     if scale.shapes_key in sdata.shapes:
         _name_like_measured(sdata.tables[f"{key_added}_spots"], sdata.tables[scale.table_key])
     new = sorted(_element_names(sdata) - before)
     for name in new:
         if name in sdata.tables:
             _describe_table(sdata.tables[name], name, model, card, he_full.data, scale.microns_per_pixel, device,
-                            gene_idx, placeholder=placeholder, tta=tta)  # fmt: skip
+                            gene_idx, placeholder=placeholder, tta=tta, share=shares.get(name))  # fmt: skip
     written += [f"{_kind(sdata, n)}['{n}']" for n in new]
     if not dense:
         for name in maps:
@@ -231,22 +238,34 @@ def _check_tta(tta) -> None:
 
 def _dense_map(model, he, he_mpp: float, mask, slide_mpp: float, gene_idx: list[int], n_maps: int,
                placeholder: bool, *, batch_size, tta, device):  # fmt: skip
-    """The lazy ``(n_maps * genes, y, x)`` map at the model's map resolution, 0 off the tissue mask.
+    """The lazy ``(n_maps * genes, y, x)`` map at the model's map resolution, 0 off the tissue mask, and a share.
 
-    Models that tile (PixNet) run ``batch_size`` tiles a pass; every model may skip what lies away from the mask.
+    The share is the point members' ``(genes, y, x)`` part of the mean map for an ensemble of point and map members
+    (see ``_mixed``), else ``None``. Models that tile (PixNet) run ``batch_size`` tiles a pass; every model may skip
+    what lies away from the mask.
     """
     map_um = model.map_microns_per_pixel
     if placeholder:
         height, width = (math.ceil(n * he_mpp / map_um) for n in he.shape[1:])
-        return da.zeros((n_maps * len(gene_idx), height, width), dtype=np.float32, chunks=(CHANNEL_CHUNK, 2048, 2048))
+        shape = (n_maps * len(gene_idx), height, width)
+        return da.zeros(shape, dtype=np.float32, chunks=(CHANNEL_CHUNK, 2048, 2048)), None
     on_image = None if mask is None else (mask[0], mask[1] * slide_mpp / he_mpp)
     channel_idx = [k * model.n_genes + i for k in range(n_maps) for i in gene_idx]
-    dense_map = model.predict_image(he.data, he_mpp, device=device, tissue_mask=on_image, batch_size=batch_size,
-                                    tta=tta)  # fmt: skip
+    tiling = {"device": device, "tissue_mask": on_image, "batch_size": batch_size, "tta": tta}
+    share = None
+    if has_point_and_map_members(model):
+        # one set of member maps for both, so a point member's coarse map is computed once
+        member_maps = model.member_maps(he.data, he_mpp, **tiling)
+        dense_map, share = model.combine_maps(member_maps), model.point_share(member_maps)[gene_idx]
+    else:
+        dense_map = model.predict_image(he.data, he_mpp, **tiling)
     dense_map = dense_map[channel_idx]
     if mask is None:
-        return dense_map
-    return off_tissue_zero(dense_map, mask[0], mask[1] / (map_um / slide_mpp))
+        return dense_map, share
+    mask_px = mask[1] / (map_um / slide_mpp)
+    if share is not None:
+        share = off_tissue_zero(share, mask[0], mask_px)
+    return off_tissue_zero(dense_map, mask[0], mask_px), share
 
 
 def off_tissue_zero(dense_map: da.Array, mask: np.ndarray, mask_px: float) -> da.Array:
@@ -383,11 +402,15 @@ def _fill_tables(sdata, tables: list, key_added: str, spread: bool) -> None:
 
 
 def _describe_table(table, name: str, model, card: dict, he, slide_mpp: float, device, gene_idx: list[int], *,
-                    placeholder: bool, tta: int) -> None:  # fmt: skip
+                    placeholder: bool, tta: int, share: np.ndarray | None) -> None:  # fmt: skip
     """The model in the table's ``uns``; predictions at the centers for models that make them; the spread."""
     table.uns[ATTRS_KEY]["model"] = card
     table.uns[ATTRS_KEY]["tta"] = tta
-    direct = _predict_at_centers(table, model, he, slide_mpp, device, gene_idx, tta)
+    if share is not None:
+        table.uns[ATTRS_KEY]["values"] = "map aggregate"
+        direct = mixed_at_centers(table, model, share, he, slide_mpp, device, gene_idx, tta)
+    else:
+        direct = _predict_at_centers(table, model, he, slide_mpp, device, gene_idx, tta)
     if placeholder and not direct:
         raise ValueError(
             f"Table '{name}' has too many spots to predict each from its own patch (the model's "
