@@ -56,8 +56,8 @@ PRED_KEY = "pred"
 COLUMNS = ["n", "PCC@M", "PCC@S", "PCC@F", "SSIM", "MSE", "MAE", "ARI", "spread", "PCC@M_measured"]
 
 
-def make_tissue(spec: dict):
-    """The synthetic tissue of this run (deterministic from its parameters), normalized."""
+def make_tissue(spec: dict, *, normalize: bool = True):
+    """The synthetic tissue of this run (deterministic from its parameters), normalized unless told not to."""
     import histo2st as st
 
     tissue = st.datasets.synthetic_tissue(
@@ -69,7 +69,8 @@ def make_tissue(spec: dict):
         bins_um=spec["bins_um"],
         seed=spec["seed"],
     )
-    st.pp.normalize(tissue)
+    if normalize:
+        st.pp.normalize(tissue)
     return tissue
 
 
@@ -192,13 +193,15 @@ def reference_runs(tissue, spec: dict) -> dict:
     side = int(round(spec["spot_um"] / spec["microns_per_pixel"]))
     refs = {"reference: truth over a spot": _square_sums(tissue, points, side)}
     if spec.get("context", 0.0) > 0:
-        plain = make_tissue({**spec, "context": 0.0})
-        tables = {scale: plain.tables["table" if scale == SPOTS else f"table_{scale:03d}um"] for scale in points}
-        refs["reference: cell type only"] = {
-            "values": {
-                scale: log_normalized(tables[scale].layers["expected"][index]) for scale, (index, _) in points.items()
-            }
-        }
+        # not normalized: normalizing drops the spots without counts, which differ with the context, so the rows are
+        # matched to the test points by name
+        plain = make_tissue({**spec, "context": 0.0}, normalize=False)
+        expected = {}
+        for scale, (index, _) in points.items():
+            key = "table" if scale == SPOTS else f"table_{scale:03d}um"
+            names = tissue.tables[key].obs_names[index]
+            expected[scale] = log_normalized(plain.tables[key][names].layers["expected"])
+        refs["reference: cell type only"] = {"values": expected}
         refs["reference: cell type only, over a spot"] = _square_sums(plain, points, side)
     for ref in refs.values():
         ref["index"] = {scale: index for scale, (index, _) in points.items()}
