@@ -182,7 +182,7 @@ class Ensemble:
         mixed ensemble's value at a spot can take each point member's own prediction there instead of its map's.
         """
         share = sum(maps[i] for i in self.point_members)
-        return (share / np.float32(len(self.members))).astype(np.float32)
+        return share / np.float32(len(self.members))
 
     def predict_points(self, image, image_mpp: float, xy_px, *, device: str | None = None, tta: int = 1):
         """The members' ``(mean, std)`` at points, each ``(n, genes)`` float32 (``std`` times :attr:`std_scale`).

@@ -12,7 +12,7 @@ import dask.array as da
 import numpy as np
 
 from .._constants import ATTRS_KEY, SPATIAL_KEY
-from .._core._maps import full_resolution, tissue_key
+from .._core._maps import tissue_key
 
 
 def has_point_and_map_members(model) -> bool:
@@ -24,14 +24,14 @@ def has_point_and_map_members(model) -> bool:
 def share_aggregates(sdata, share: da.Array, tables: list, key_added: str, transformations: dict) -> dict:
     """The aggregate of the point members' share map over each table's spots, ``{table key: (n, genes) array}``.
 
-    ``share`` is NaN where the stored mean map is, so both aggregate the same pixels of every spot.
+    It covers the same pixels of every spot as the mean map's aggregate: both are 0 off the tissue mask and, on it,
+    NaN only where a point member's map is (a map member, PixNet, predicts every tile over the mask), so the stored
+    map need not be read again to align them.
     """
     from spatialdata.models import Image2DModel
 
     from ._aggregate import aggregate
 
-    stored = da.asarray(full_resolution(sdata.images[key_added]).data)
-    share = da.where(da.isnan(stored), np.float32(np.nan), share.rechunk(stored.chunks))
     share_key = f"{key_added}_point_share"
     sdata.images[share_key] = Image2DModel.parse(share, dims=("c", "y", "x"), transformations=transformations)
     try:
@@ -56,6 +56,7 @@ def mixed_at_centers(table, model, share: np.ndarray, he, microns_per_pixel: flo
     Returns ``False``, leaving the map's aggregates, when a point member declines the points.
     """
     points = model.member_points(he, microns_per_pixel, table.obsm[SPATIAL_KEY], device=device, tta=tta)
+    table.uns[ATTRS_KEY]["values"] = "map aggregate" if points is None else "mean of the members' own values"
     if points is None:
         return False
     n_members = len(model.members)
@@ -64,5 +65,4 @@ def mixed_at_centers(table, model, share: np.ndarray, he, microns_per_pixel: flo
     values = np.stack([map_mean if p is None else p[:, gene_idx] for p in points])
     table.X = values.mean(0).astype(np.float32)
     table.layers["std"] = (values.std(0) * model.std_scale[gene_idx]).astype(np.float32)
-    table.uns[ATTRS_KEY]["values"] = "mean of the members' own values"
     return True

@@ -407,7 +407,6 @@ def _describe_table(table, name: str, model, card: dict, he, slide_mpp: float, d
     table.uns[ATTRS_KEY]["model"] = card
     table.uns[ATTRS_KEY]["tta"] = tta
     if share is not None:
-        table.uns[ATTRS_KEY]["values"] = "map aggregate"
         direct = mixed_at_centers(table, model, share, he, slide_mpp, device, gene_idx, tta)
     else:
         direct = _predict_at_centers(table, model, he, slide_mpp, device, gene_idx, tta)
