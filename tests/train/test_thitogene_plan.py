@@ -77,6 +77,19 @@ def test_windows_are_compact(sections):
         assert dist.max(1).min() <= 2 * 50
 
 
+def test_windows_per_epoch_repeats_whole_passes(sections):
+    small = subset_section(sections[0], np.arange(sections[0].n_spots) < 12)
+    small.name = "b"
+    plan = _plan([sections[0], small], [], windows_per_epoch=5)
+    windows = plan.windows(np.random.default_rng(0))
+    assert len(windows) == plan.windows_per_epoch == 5
+    names = [plan.contexts[ci].section.name for ci, _ in windows]
+    # two passes over both sections, then one window of a third: no section is seen twice before the other once
+    assert sorted(names[:2]) == sorted(names[2:4]) == sorted({sections[0].name, "b"})
+    assert len(_batches(plan)) == 5
+    assert _plan([sections[0], small], []).windows_per_epoch == 2
+
+
 def test_padded_batch_of_two_sections_trains(sections):
     import torch
 
@@ -110,3 +123,5 @@ def test_rejects_windows_batch_norm_cannot_take(sections):
         _plan([one], [])
     with pytest.raises(ValueError, match="`loss`"):
         _plan(sections, [], loss="l1")
+    with pytest.raises(ValueError, match="`windows_per_epoch`"):
+        _plan(sections, [], windows_per_epoch=0)

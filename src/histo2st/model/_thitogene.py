@@ -51,6 +51,9 @@ class THItoGene(BaseModel):
     window_spots
         Most spots the network sees at once, in training and prediction (attention and the graph are quadratic in
         it). Sections with more spots are trained on windows of nearby spots and predicted window by window.
+    windows_per_epoch
+        Training windows per epoch; ``None``: one pass over the sections, as the reference (see
+        :class:`~histo2st.train.THItoGenePlan`).
     batch_size
         Windows per training batch (the reference: one section).
     augment
@@ -87,7 +90,7 @@ class THItoGene(BaseModel):
         "paper": {"lr": 1e-5, "loss": "mse", "window_spots": 1024, "epochs": 100, "patience": 10, "max_time": None},
         "cpu": {"lr": 3e-4, "loss": "pixnet", "window_spots": 256, "epochs": 100, "patience": 10, "max_time": 420.0},
     }
-    _plan_args = ("window_spots", "batch_size", "loss", "lam", "lr", "weight_decay", "augment")
+    _plan_args = ("window_spots", "windows_per_epoch", "batch_size", "loss", "lam", "lr", "weight_decay", "augment")
 
     def __init__(
         self,
@@ -101,6 +104,7 @@ class THItoGene(BaseModel):
         lr: float = 1e-5,
         weight_decay: float = 0.0,
         window_spots: int = 1024,
+        windows_per_epoch: int | None = None,
         batch_size: int = 1,
         augment: bool = True,
         dense_um: float | None = None,
@@ -202,7 +206,8 @@ class THItoGene(BaseModel):
 
 
 _MODEL_KEYS = (
-    "patch_um", "patch_px", "loss", "lam", "lr", "weight_decay", "window_spots", "batch_size", "augment", "dense_um",
+    "patch_um", "patch_px", "loss", "lam", "lr", "weight_decay", "window_spots", "windows_per_epoch", "batch_size",
+    "augment", "dense_um",
     "max_direct_spots", "grid_pitch_um", "stain_normalization",
 )  # fmt: skip
 

@@ -40,8 +40,9 @@ class THItoGenePlan:
     """Supervision of THItoGene on windows of spots (the reference trains on one whole section per step).
 
     A section with at most ``window_spots`` spots is one window; a larger one gives ``ceil(n / window_spots)``
-    windows per epoch, each the ``window_spots`` spots nearest a random training spot (a KD-tree query), so every
-    epoch has the same number of batches. A window's spots get a ``patch_px`` patch around their centers (white
+    windows per pass, each the ``window_spots`` spots nearest a random training spot (a KD-tree query). An epoch is
+    one pass over the sections, or as many passes (shuffled, each with its own anchors and augmentation) as give
+    ``windows_per_epoch`` windows. A window's spots get a ``patch_px`` patch around their centers (white
     outside the image), grid coordinates ``round(center_um / pitch_um)`` shifted to start at 0 (positions past the
     embedding table are clipped by it) and the graph of their 4 nearest neighbors. The loss is taken at training
     spots only.
@@ -56,6 +57,11 @@ class THItoGenePlan:
         never a loss target; validation predicts them with the whole section as context.
     window_spots
         Most spots per window (at least 2: batch norm needs two spots in training).
+    windows_per_epoch
+        Windows per epoch; ``None``: one pass over the sections (the reference's epoch). Small sections make an
+        epoch of one pass a few optimizer steps (her2st: ~185 spots per section, one window each), while every
+        epoch also re-estimates batch norm and validates, and early stopping counts epochs: a larger epoch spends
+        the time on training steps and gives ``patience`` a meaning in steps.
     batch_size
         Windows per batch (padded to the largest).
     loss
@@ -75,6 +81,7 @@ class THItoGenePlan:
         val: list[Section],
         *,
         window_spots: int = 1024,
+        windows_per_epoch: int | None = None,
         batch_size: int = 1,
         loss: str = "mse",
         lam: float = 0.5,
@@ -87,6 +94,8 @@ class THItoGenePlan:
         if loss not in LOSSES:
             raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}.")
         self.module = module
+        if windows_per_epoch is not None and windows_per_epoch < 1:
+            raise ValueError(f"`windows_per_epoch` must be a positive number or None, got {windows_per_epoch}.")
         self.window_spots, self.batch_size = window_spots, batch_size
         self.loss, self.lam, self.lr, self.weight_decay, self.augment = loss, lam, lr, weight_decay, augment
         self.contexts = _contexts(train, val)
@@ -95,9 +104,10 @@ class THItoGenePlan:
             raise ValueError(
                 "No section has two or more spots with training targets; THItoGene needs windows of spots."
             )
-        self.windows_per_epoch = sum(
+        self._windows_per_pass = sum(
             math.ceil(self.contexts[i].section.n_spots / window_spots) for i in self._trainable
         )
+        self.windows_per_epoch = windows_per_epoch or self._windows_per_pass
 
     @property
     def pitch_um(self) -> float:
@@ -110,7 +120,14 @@ class THItoGenePlan:
         return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
 
     def windows(self, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
-        """The ``(context, spot indices)`` windows of one epoch, in random order."""
+        """The ``(context, spot indices)`` windows of one epoch: whole passes, each in random order, then a part."""
+        out = []
+        while len(out) < self.windows_per_epoch:
+            out.extend(self._one_pass(rng))
+        return out[: self.windows_per_epoch]
+
+    def _one_pass(self, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+        """Every section once (``ceil(n / window_spots)`` windows each), in random order."""
         out = []
         for i in self._trainable:
             ctx = self.contexts[i]
