@@ -90,6 +90,17 @@ def test_windows_per_epoch_repeats_whole_passes(sections):
     assert _plan([sections[0], small], []).windows_per_epoch == 2
 
 
+def test_encoder_lr_gives_the_patch_encoder_its_own_rate(sections):
+    plan = _plan(sections, [], lr=1e-4, encoder_lr=1e-3)
+    groups = plan.configure_optimizer(plan.module.parameters()).param_groups
+    encoder = {id(p) for part in (plan.module.odconv, plan.module.capsules) for p in part.parameters()}
+    assert [g["lr"] for g in groups] == [1e-3, 1e-4]
+    assert {id(p) for p in groups[0]["params"]} == encoder
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(plan.module.parameters()))
+    (single,) = _plan(sections, []).configure_optimizer(plan.module.parameters()).param_groups
+    assert single["lr"] == 1e-5
+
+
 def test_padded_batch_of_two_sections_trains(sections):
     import torch
 

@@ -48,6 +48,10 @@ class THItoGene(BaseModel):
         Adam settings. The paper uses 1e-5 (and no weight decay) for hundreds of epochs on a GPU. On a CPU budget of
         15 minutes (her2st, 3 training sections) ``lr=3e-4, loss="pixnet"`` reached test PCC@M
         0.18, where 1e-5 and 1e-4 with the MSE stayed near the per-gene mean (``docs/models.md``).
+    encoder_lr
+        Learning rate of the patch encoder (ODConv and capsules); ``None``: ``lr``. Adam moves every weight by about
+        the learning rate per step, so a layer's output moves with its fan-in: the ViT, GAT and head (fan-in
+        1408-8192) drift far faster than the small convolutions of the encoder.
     window_spots
         Most spots the network sees at once, in training and prediction (attention and the graph are quadratic in
         it). Sections with more spots are trained on windows of nearby spots and predicted window by window.
@@ -90,7 +94,8 @@ class THItoGene(BaseModel):
         "paper": {"lr": 1e-5, "loss": "mse", "window_spots": 1024, "epochs": 100, "patience": 10, "max_time": None},
         "cpu": {"lr": 3e-4, "loss": "pixnet", "window_spots": 256, "epochs": 100, "patience": 10, "max_time": 420.0},
     }
-    _plan_args = ("window_spots", "windows_per_epoch", "batch_size", "loss", "lam", "lr", "weight_decay", "augment")
+    _plan_args = ("window_spots", "windows_per_epoch", "batch_size", "loss", "lam", "lr", "weight_decay", "encoder_lr",
+                  "augment")  # fmt: skip
 
     def __init__(
         self,
@@ -103,6 +108,7 @@ class THItoGene(BaseModel):
         lam: float = 0.5,
         lr: float = 1e-5,
         weight_decay: float = 0.0,
+        encoder_lr: float | None = None,
         window_spots: int = 1024,
         windows_per_epoch: int | None = None,
         batch_size: int = 1,
@@ -206,9 +212,8 @@ class THItoGene(BaseModel):
 
 
 _MODEL_KEYS = (
-    "patch_um", "patch_px", "loss", "lam", "lr", "weight_decay", "window_spots", "windows_per_epoch", "batch_size",
-    "augment", "dense_um",
-    "max_direct_spots", "grid_pitch_um", "stain_normalization",
+    "patch_um", "patch_px", "loss", "lam", "lr", "weight_decay", "encoder_lr", "window_spots", "windows_per_epoch",
+    "batch_size", "augment", "dense_um", "max_direct_spots", "grid_pitch_um", "stain_normalization",
 )  # fmt: skip
 
 

@@ -70,6 +70,9 @@ class THItoGenePlan:
         Weight of the PCC term of the ``"pixnet"`` loss.
     lr, weight_decay
         Adam settings (the reference: 1e-5, 0).
+    encoder_lr
+        Learning rate of the patch encoder (ODConv and capsules); ``None``: ``lr``, as in the reference. See
+        :class:`~histo2st.model.THItoGene` for why the two may differ.
     augment
         Random flips and 90° rotations of each patch (as the reference, independently per patch) and color jitter.
     """
@@ -87,6 +90,7 @@ class THItoGenePlan:
         lam: float = 0.5,
         lr: float = 1e-5,
         weight_decay: float = 0.0,
+        encoder_lr: float | None = None,
         augment: bool = True,
     ) -> None:
         if window_spots < 2:
@@ -98,6 +102,7 @@ class THItoGenePlan:
             raise ValueError(f"`windows_per_epoch` must be a positive number or None, got {windows_per_epoch}.")
         self.window_spots, self.batch_size = window_spots, batch_size
         self.loss, self.lam, self.lr, self.weight_decay, self.augment = loss, lam, lr, weight_decay, augment
+        self.encoder_lr = encoder_lr
         self.contexts = _contexts(train, val)
         self._trainable = [i for i, c in enumerate(self.contexts) if c.is_train.any() and c.section.n_spots >= 2]
         if not self._trainable:
@@ -117,6 +122,13 @@ class THItoGenePlan:
     def configure_optimizer(self, parameters):
         import torch
 
+        parameters = list(parameters)
+        if self.encoder_lr is not None:
+            encoder = {id(p) for part in (self.module.odconv, self.module.capsules) for p in part.parameters()}
+            parameters = [
+                {"params": [p for p in parameters if id(p) in encoder], "lr": self.encoder_lr},
+                {"params": [p for p in parameters if id(p) not in encoder]},
+            ]
         return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
 
     def windows(self, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
