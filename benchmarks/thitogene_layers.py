@@ -80,6 +80,8 @@ def layer_spreads(model, sdata) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=None, help="data root; default $HISTO2ST_DATA, then ../shared/data")
+    parser.add_argument("--synthetic", type=float, default=None, metavar="SIZE_UM",
+                        help="dry run: each section a synthetic tissue of this size")  # fmt: skip
     parser.add_argument("--train", nargs="+", default=["C2", "C3", "C4"])
     parser.add_argument("--test", default="C5")
     parser.add_argument("--max-time", type=float, default=50.0, help="training seconds")
@@ -91,7 +93,7 @@ def main(argv=None) -> dict:
 
     clock = start_clock()
     names = [*args.train, args.test]
-    source = {"root": args.root, "synthetic_um": None, "sections": names}
+    source = {"root": args.root, "synthetic_um": args.synthetic, "sections": names}
     samples = load_sections(source, names)
     st.pp.normalize(samples)
     training = {name: samples[name] for name in args.train}

@@ -206,6 +206,20 @@ def test_encoder_probe_scores_a_frozen_encoder_per_fold(script, tmp_path, capsys
         script("encoder_probe").main([*argv, "--arms", "train", "--pretrain-dir", str(tmp_path)])
 
 
+def test_thitogene_layers_reports_every_layer(script, capsys):
+    params = json.dumps({**json.loads(TINY_THITOGENE), "microns_per_pixel": 2.0, "windows_per_epoch": 2})
+    argv = ["--synthetic", "400", "--train", "S1", "--test", "S2", "--max-time", "2", "--params", params]
+    result = script("thitogene_layers").main(argv)
+    assert json.loads(capsys.readouterr().out) == result
+    layers = result["layers"]
+    assert list(layers)[:4] == ["odconv", "capsules", "vit_input_norm", "vit_layer0"]
+    assert list(layers)[-1] == "head_out"
+    assert all(row["spread"] >= 0 and row["magnitude"] > 0 for row in layers.values())
+    assert 0 <= layers["head_relu"]["dead_units"] <= 1
+    assert result["steps"] >= 2
+    assert result["prediction_spread_ratio"] >= 0
+
+
 def test_encoder_probe_takes_a_vit_from_a_hub_directory(script, tmp_path, capsys):
     import timm
     import torch

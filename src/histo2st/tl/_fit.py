@@ -113,8 +113,9 @@ def fit(
         Replace a model of that name saved in a sample's zarr store (checked before training starts).
     **hyperparameters
         Passed to the model class (e.g. PixNet's ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder``,
-        ``encoder_weights``, ``cache_features``; THItoGene's ``lr``, ``loss``, ``patch_um``, ``window_spots``,
-        ``dense_um``; the ridge probe's ``encoder``, ``patch_px``, ``n_components``).
+        ``encoder_weights``, ``cache_features``; THItoGene's ``lr``, ``encoder_lr``, ``loss``, ``patch_um``,
+        ``window_spots``, ``windows_per_epoch``, ``dense_um``; the ridge probe's ``encoder``, ``patch_px``,
+        ``n_components``).
 
     Returns
     -------
