@@ -41,6 +41,7 @@ def layer_spreads(model, sdata) -> dict:
     """Run ``model``'s network on every spot of ``sdata`` as one window; per layer spread, magnitude and ratio."""
     import torch
 
+    import histo2st as st
     from histo2st.train import prepare_sections
     from histo2st.train._spot_windows import _adjacency, cut_patches, grid_coordinates, window_grid
 
@@ -69,11 +70,10 @@ def layer_spreads(model, sdata) -> dict:
         rows[name] = {"spread": spread, "magnitude": magnitude, "ratio": spread / max(magnitude, 1e-12)}
     rows["head_relu"]["dead_units"] = (outputs["head_relu"].max(0).values <= 0).float().mean().item()
     target = sec.targets
-    pcc = [np.corrcoef(pred[:, g], target[:, g])[0, 1] for g in range(pred.shape[1]) if pred[:, g].std() > 0]
     return {
         "layers": rows,
         "prediction_spread_ratio": float(pred.std(0).mean() / target.std(0).mean()),
-        "test_pcc_m": float(np.nanmean(pcc)) if pcc else float("nan"),
+        "test_pcc_m": float(np.nanmean(st.metrics.pcc_per_gene(pred, target))),
     }
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from ._augment import color_jitter, flip_rotate, stain_jitter
 from ._feature_cache import TOKEN_STRIDE, aligned_start, slide_tokens
 from ._metrics import spot_metrics
+from ._optimizer import adam
 from ._sections import Section
 from ._tiling import make_grid, predict_spots_tiled, read_tile
 
@@ -107,16 +108,8 @@ class PixNetPlan:
         self.crops_per_epoch = max(self.batch_size, len(self._anchors))
 
     def configure_optimizer(self, parameters):
-        import torch
-
-        parameters = list(parameters)
-        if self.encoder_lr is not None:
-            encoder = {id(p) for p in self.module.encoder.parameters()}
-            parameters = [
-                {"params": [p for p in parameters if id(p) in encoder], "lr": self.encoder_lr},
-                {"params": [p for p in parameters if id(p) not in encoder]},
-            ]
-        return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+        return adam(parameters, lr=self.lr, weight_decay=self.weight_decay, part=self.module.encoder,
+                    part_lr=self.encoder_lr)  # fmt: skip
 
     def batches(self, epoch: int, rng: np.random.Generator):
         if self.cache_features and self._tokens is None:  # here, once the trainer has moved the module to its device

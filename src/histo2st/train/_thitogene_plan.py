@@ -12,6 +12,7 @@ from .._core._scale import pitch_from_centers
 from ._augment import color_jitter
 from ._batchnorm import recalibrate_batchnorm
 from ._metrics import spot_metrics
+from ._optimizer import adam
 from ._sections import Section
 from ._spot_windows import GRAPH_K, cut_patches, grid_coordinates, predict_windows, window_grid
 
@@ -109,10 +110,8 @@ class THItoGenePlan:
             raise ValueError(
                 "No section has two or more spots with training targets; THItoGene needs windows of spots."
             )
-        self._windows_per_pass = sum(
-            math.ceil(self.contexts[i].section.n_spots / window_spots) for i in self._trainable
-        )
-        self.windows_per_epoch = windows_per_epoch or self._windows_per_pass
+        one_pass = sum(math.ceil(self.contexts[i].section.n_spots / window_spots) for i in self._trainable)
+        self.windows_per_epoch = windows_per_epoch or one_pass
 
     @property
     def pitch_um(self) -> float:
@@ -120,16 +119,8 @@ class THItoGenePlan:
         return float(np.median([self.contexts[i].pitch_um for i in self._trainable]))
 
     def configure_optimizer(self, parameters):
-        import torch
-
-        parameters = list(parameters)
-        if self.encoder_lr is not None:
-            encoder = {id(p) for part in (self.module.odconv, self.module.capsules) for p in part.parameters()}
-            parameters = [
-                {"params": [p for p in parameters if id(p) in encoder], "lr": self.encoder_lr},
-                {"params": [p for p in parameters if id(p) not in encoder]},
-            ]
-        return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+        return adam(parameters, lr=self.lr, weight_decay=self.weight_decay,
+                    part=(self.module.odconv, self.module.capsules), part_lr=self.encoder_lr)  # fmt: skip
 
     def windows(self, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
         """The ``(context, spot indices)`` windows of one epoch: whole passes, each in random order, then a part."""
