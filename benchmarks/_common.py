@@ -66,7 +66,10 @@ def add_model_arguments(parser) -> None:
         "replace the options above (--pixnet-params / --thitogene-params / --mixed-params still apply)",
     )
     parser.add_argument(
-        "--ema-decay", type=float, default=None, help="weight averaging of PixNet and THItoGene (st.tl.fit)"
+        "--ema-decay",
+        type=float,
+        default=None,
+        help="weight averaging of PixNet and THItoGene (st.tl.fit); with --preset, default the preset's",
     )
     parser.add_argument(
         "--ridge-microns-per-pixel", type=float, default=2.0, help="resolution of the baseline's patch features"
@@ -89,8 +92,10 @@ def fit_options(args, model: str, test: list[str]) -> dict:
         raise SystemExit(f"--models {model} trains with st.tl.fit's presets: add --preset cpu (or paper).")
     if getattr(args, "preset", None) is not None:
         extra = {"pixnet": args.pixnet_params, "thitogene": args.thitogene_params}.get(model, args.mixed_params)
+        # the preset's weight averaging unless --ema-decay overrides it
+        ema = {} if args.ema_decay is None else {"ema_decay": args.ema_decay}
         return {"preset": args.preset, "validation": args.validation, "seed": args.seed, "progress": False,
-                "ema_decay": args.ema_decay, **extra}  # fmt: skip
+                **ema, **extra}  # fmt: skip
     options = {
         "epochs": args.epochs,
         "max_time": args.max_time,

@@ -61,11 +61,11 @@ def _data_share(samples: dict, n_batches: int) -> dict:
     import torch
 
     from histo2st.model import PixNet
+    from histo2st.tl._fit import TRAINING_OPTIONS
     from histo2st.train import prepare_sections
 
     genes = list(next(iter(samples.values())).tables["table"].var_names)
-    model = PixNet(genes, **{k: v for k, v in PixNet.presets["cpu"].items() if k not in ("epochs", "patience",
-                                                                                           "max_time")})  # fmt: skip
+    model = PixNet(genes, **{k: v for k, v in PixNet.presets["cpu"].items() if k not in TRAINING_OPTIONS})
     sections, _ = prepare_sections(samples, genes, model.microns_per_pixel)
     plan = model._make_plan(sections, [])
     start = time.perf_counter()

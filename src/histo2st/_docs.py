@@ -33,7 +33,8 @@ progress
 ema_decay
     Keep an exponential moving average of the weights with this decay (e.g. 0.999; ``None``: off).
     Validation, early stopping and the returned model then use the averaged weights (see
-    :class:`histo2st.train.TrainerConfig`).
+    :class:`histo2st.train.TrainerConfig`). :func:`histo2st.tl.fit` defaults to the preset's (PixNet's
+    ``"cpu"``: 0.99; otherwise off).
 """
 
 

@@ -66,6 +66,7 @@ def test_paper_preset_is_the_papers_setting():
     assert values["weight_decay"] == 1e-4
     assert values["lam"] == 0.5
     assert values["epochs"] == 500
+    assert values["ema_decay"] is None  # the paper trains without weight averaging
     assert resolve_preset(st.model.PixNet, "auto", "cpu")[0] == "cpu"
     assert resolve_preset(st.model.THItoGene, "cpu", "cpu")[1]["loss"] == "pixnet"
 
@@ -228,6 +229,10 @@ def test_fit_hands_one_trainer_config_to_every_member(monkeypatch, tiny_pixnet, 
     config = seen[0][0]
     assert (config.epochs, config.max_time) == (2, None)  # explicit, over the preset's
     assert config.patience == st.model.PixNet.presets["cpu"]["patience"]
+    assert config.ema_decay == st.model.PixNet.presets["cpu"]["ema_decay"] == 0.99  # measured to pay on CPU
     assert config.device == "cpu"
     assert config.progress is False
     assert {v for _, v in seen} == {0.3}
+    seen.clear()
+    st.tl.fit(_sample(), ema_decay=None, progress=False, key_added="plain", **tiny_pixnet)
+    assert seen[0][0].ema_decay is None  # an explicit None switches the preset's averaging off

@@ -94,7 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"per-pixel and per-gene standard deviation (default: {d['n_seeds']})",
     )
     parser.add_argument(
-        "--ema-decay", type=float, metavar="D", help="keep a moving average of the weights, e.g. 0.999 (default: off)"
+        "--ema-decay",
+        type=float,
+        metavar="D",
+        help="keep a moving average of the weights, e.g. 0.999 (default: the preset's; PixNet cpu: 0.99)",
     )
 
 
@@ -118,7 +121,7 @@ def run(opts: argparse.Namespace) -> None:
         st.pp.select_genes(samples, method=opts.genes)
     elif opts.n_top:
         st.pp.select_genes(samples, n_top=opts.n_top, method=opts.gene_method)
-    given = {k: getattr(opts, k) for k in ("epochs", "max_time") if getattr(opts, k) is not None}
+    given = {k: getattr(opts, k) for k in ("epochs", "max_time", "ema_decay") if getattr(opts, k) is not None}
     try:
         model = st.tl.fit(
             samples,
@@ -134,7 +137,6 @@ def run(opts: argparse.Namespace) -> None:
             device=opts.device,
             progress=not opts.quiet,
             n_seeds=opts.n_seeds,
-            ema_decay=opts.ema_decay,
             **opts.hyperparameters,
         )
     except TypeError as err:

@@ -92,12 +92,12 @@ class PixNet(EncoderReference, BaseModel):
     #: ``"paper"``: the paper's GPU training (Zhang, Yang, Pan, section 3: Adam 5e-4, weight decay 1e-4, decoder
     #: width 512, λ 0.5, 500 epochs; 2 µm/px and 256 px crops are this package's reading of its 512 µm patches).
     #: ``"cpu"``: the best setting measured on a 2-core CPU (docs/benchmarks.md: 4 µm/px, width 128, 128 px crops,
-    #: at most 8 epochs with patience 3), under a time budget.
+    #: at most 8 epochs with patience 3, weights averaged with decay 0.99), under a time budget.
     presets = {
         "paper": {"microns_per_pixel": 2.0, "hidden_dim": 512, "crop_px": 256, "lr": 5e-4, "weight_decay": 1e-4,
-                  "lam": 0.5, "epochs": 500, "patience": None, "max_time": None},
+                  "lam": 0.5, "epochs": 500, "patience": None, "max_time": None, "ema_decay": None},
         "cpu": {"microns_per_pixel": 4.0, "hidden_dim": 128, "crop_px": 128, "lr": 5e-4, "weight_decay": 1e-4,
-                "lam": 0.5, "epochs": 8, "patience": 3, "max_time": 420.0},
+                "lam": 0.5, "epochs": 8, "patience": 3, "max_time": 420.0, "ema_decay": 0.99},
     }  # fmt: skip
     _plan_args = ("crop_px", "batch_size", "lam", "lr", "weight_decay", "encoder_lr", "encoder_warmup_epochs",
                   "augment", "stain_augment", "cache_features")  # fmt: skip

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 
 #: Training options a preset may set (the rest of a preset goes to the model class).
-TRAINING_OPTIONS = ("epochs", "patience", "max_time")
+TRAINING_OPTIONS = ("epochs", "patience", "max_time", "ema_decay")
 #: Training options recorded in the model card's ``"preset"`` (beside the preset's name and hyperparameters).
-_RECORDED = (*TRAINING_OPTIONS, "device", "ema_decay")
+_RECORDED = (*TRAINING_OPTIONS, "device")
 PRESETS = ("auto", "cpu", "paper")
 
 
@@ -48,7 +48,7 @@ def fit(
     max_time: float | None = FROM_PRESET,
     seed: int | None = None,
     progress: bool = True,
-    ema_decay: float | None = None,
+    ema_decay: float | None = FROM_PRESET,
     n_seeds: int = 1,
     key_added: str | None = None,
     overwrite: bool = False,
@@ -146,11 +146,11 @@ def fit(
     for sample in samples.values():
         check_free(sample, key_added, overwrite=overwrite)
     genes = common_genes(samples) if genes is None else as_gene_list(genes)
-    explicit = {"epochs": epochs, "patience": patience, "max_time": max_time, "batch_size": batch_size,
-                "microns_per_pixel": microns_per_pixel, **hyperparameters}  # fmt: skip
+    explicit = {"epochs": epochs, "patience": patience, "max_time": max_time, "ema_decay": ema_decay,
+                "batch_size": batch_size, "microns_per_pixel": microns_per_pixel, **hyperparameters}  # fmt: skip
     explicit = {k: v for k, v in explicit.items() if v is not FROM_PRESET and not (v is None and k in _NONE_UNSET)}
     options = {"device": device, "seed": seed, "checkpoint_dir": checkpoint_dir, "progress": progress,
-               "ema_decay": ema_decay, "validation": validation, "n_seeds": int(n_seeds)}  # fmt: skip
+               "validation": validation, "n_seeds": int(n_seeds)}  # fmt: skip
     fitted = [_fit_one(name, preset, genes, samples, explicit, options) for name in names]
     trained = fitted[0] if len(fitted) == 1 else Ensemble([m for f in fitted for m in f.members])
     for sample in samples.values():
@@ -185,8 +185,7 @@ def _fit_one(name: str, preset: str, genes, samples: dict, explicit: dict, optio
     chosen, resolved = resolve_preset(MODELS[name], preset, options["device"])
     resolved.update(explicit)
     config = _trainer_config(resolved, device=options["device"], seed=options["seed"],
-                             checkpoint_dir=options["checkpoint_dir"], progress=options["progress"],
-                             ema_decay=options["ema_decay"])  # fmt: skip
+                             checkpoint_dir=options["checkpoint_dir"], progress=options["progress"])  # fmt: skip
     trained = _train(MODELS[name], genes, samples, resolved, config, validation=options["validation"],
                      n_seeds=options["n_seeds"])  # fmt: skip
     recorded = {"name": chosen, "requested": preset, **{k: getattr(config, k) for k in _RECORDED},
@@ -220,7 +219,7 @@ def resolve_preset(model_class, preset: str, device: str | None) -> tuple[str, d
     return chosen, dict(model_class.presets.get(chosen, {}))
 
 
-def _trainer_config(resolved: dict, *, device, seed, checkpoint_dir, progress, ema_decay):
+def _trainer_config(resolved: dict, *, device, seed, checkpoint_dir, progress):
     """The one :class:`~histo2st.train.TrainerConfig` of a fit, with seed and device resolved.
 
     The preset's training options are popped from ``resolved``, which keeps the model's parameters.
@@ -235,7 +234,6 @@ def _trainer_config(resolved: dict, *, device, seed, checkpoint_dir, progress, e
         device=settings.resolve_device(device),
         checkpoint_dir=checkpoint_dir,
         progress=progress,
-        ema_decay=ema_decay,
     )
 
 
