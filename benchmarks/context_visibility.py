@@ -4,10 +4,10 @@
 A model with a wide field of view should win where the features vary at a fixed cell type in ways that the color
 and texture of the patch around the cell do not show. This script measures that directly, without training a
 network: per context feature, among the cells of one type, a ridge regression from the color/texture statistics of
-a square patch centered on each cell (the benchmarks' baseline, ``_ridge.py``) is fitted on the cells of the left
-part of the tissue and scored (R², pooled over cell types, weighted by their cells) on the right part. Two patch
-sides: the Visium spot (55 µm, what the ridge baseline sees) and a wide field (default 275 µm, five spots), which
-shows that the information is in the H&E, only farther away. JSON on stdout; ``--out FILE`` writes it.
+a square patch centered on each cell (the benchmarks' baseline, ``st.model.ColorTextureRidge``) is fitted on the
+cells of the left part of the tissue and scored (R², pooled over cell types, weighted by their cells) on the right
+part. Two patch sides: the Visium spot (55 µm, what the ridge baseline sees) and a wide field (default 275 µm, five
+spots), which shows that the information is in the H&E, only farther away. JSON on stdout; ``--out FILE`` writes it.
 
     python benchmarks/context_visibility.py --tissue-seed 7
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from _common import jsonable, provenance, start_clock
-from _ridge import ALPHAS, channel_stack, patch_statistics
+
+from histo2st.model._color_ridge import ALPHAS, channel_stack, patch_statistics
 
 #: Cell types with fewer cells than this on either side are skipped (an R² of a handful of cells is noise).
 MIN_CELLS = 50

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 from _common import jsonable, provenance, start_clock
-from _ridge import ALPHAS, resampled_rgb
 from her2st import load_sections
+
+from histo2st.model._color_ridge import ALPHAS, resampled_rgb
 
 #: Patches per forward pass.
 BATCH = 64

@@ -97,8 +97,6 @@ def load_sections(source: dict, names: list[str]) -> dict:
 
 def run_model_fold(spec: dict) -> dict:
     """In a child process: load, normalize and select genes, train one model, predict the test spots, evaluate."""
-    from _ridge import RidgeBaseline
-
     import histo2st as st
 
     train, test, genes = spec["train"], spec["test"], spec["genes"]
@@ -110,7 +108,7 @@ def run_model_fold(spec: dict) -> dict:
     start = time.perf_counter()
     if spec["model"] == "ridge":
         diameter = float(np.median([st.io.get_scale(s).spot_diameter_um for s in training.values()]))
-        model = RidgeBaseline(genes, patch_um=diameter, microns_per_pixel=spec["ridge_microns_per_pixel"])
+        model = st.model.ColorTextureRidge(genes, patch_um=diameter, microns_per_pixel=spec["ridge_microns_per_pixel"])
         model.fit(training)
         record = {"alpha": model.alpha, "patch_um": diameter, "microns_per_pixel": model.microns_per_pixel}
     else:
@@ -133,7 +131,7 @@ def run_model_fold(spec: dict) -> dict:
         start = time.perf_counter()
         for sdata in tested.values():
             if spec["model"] == "ridge":
-                model.predict_spots(sdata, key_added=f"{PRED_KEY}_spots")
+                sdata.tables[f"{PRED_KEY}_spots"] = model.predict_spots(sdata)
             else:
                 st.tl.predict(sdata, model, dense=False, tta=tta, key_added=PRED_KEY, overwrite=True)
         variants["" if tta == 1 else f"+tta{tta}"] = {

@@ -137,8 +137,6 @@ def on_bins(pred, bins, edge_px: float) -> np.ndarray:
 
 def run_model(spec: dict) -> dict:
     """In a child process: build the tissue, train one model on the training region, predict the test region."""
-    from _ridge import RidgeBaseline
-
     import histo2st as st
 
     tissue = make_tissue(spec)
@@ -149,7 +147,9 @@ def run_model(spec: dict) -> dict:
     genes = list(tissue["table"].var_names)
     start = time.perf_counter()
     if spec["model"] == "ridge":
-        model = RidgeBaseline(genes, patch_um=spec["spot_um"], microns_per_pixel=spec["ridge_microns_per_pixel"])
+        model = st.model.ColorTextureRidge(
+            genes, patch_um=spec["spot_um"], microns_per_pixel=spec["ridge_microns_per_pixel"]
+        )
         model.fit({"train": train})
         record = {"alpha": model.alpha, "patch_um": model.patch_um}
     else:

@@ -13,8 +13,8 @@ and then writes the sample (``st.io.write_zarr``), reads it back and opens it in
 bins, with their seconds and the peak RSS after rendering). It prints JSON with the seconds of every step and in
 total, whether ``spatial_gene`` and the write ran the network again (forward passes counted), and the validation
 PCC@M of the model (mean over genes of the Pearson correlation across the 15 % validation spots ``fit`` held out)
-beside the color/texture ridge baseline's (``_ridge.py``) trained on the other 85 % of the same section and scored
-on the same spots.
+beside the color/texture ridge baseline's (``st.model.ColorTextureRidge``) trained on the other 85 % of the same
+section and scored on the same spots.
 
     python benchmarks/quickstart.py --section C3 --out runs/quickstart.json
 """
@@ -46,17 +46,17 @@ def validation_spots(sdata, genes: list[str], seed: int) -> np.ndarray:
 
 def ridge_scores(sdata, genes: list[str], held: np.ndarray) -> tuple[float, float]:
     """Validation PCC@M of the ridge baseline trained on the other spots, and its seconds."""
-    from _ridge import ALPHAS, RidgeBaseline
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     import histo2st as st
+    from histo2st.model._color_ridge import ALPHAS
 
     start = time.perf_counter()
     table = sdata.tables["table"]
     diameter = st.io.get_scale(sdata).spot_diameter_um
-    features = RidgeBaseline(genes, patch_um=diameter).features(sdata, table.obsm["spatial"])
+    features = st.model.ColorTextureRidge(genes, patch_um=diameter).features(sdata, table.obsm["spatial"])
     targets = _dense(table[:, genes].X)
     val = np.isin(table.obs_names, held)
     pipeline = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)).fit(features[~val], targets[~val])

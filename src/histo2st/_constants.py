@@ -27,6 +27,7 @@ COUNTS_LAYER = "counts"
 SPATIAL_KEY = "spatial"  #: obsm key of spot centers (x, y) in image pixels
 ARRAY_ROW = "array_row"
 ARRAY_COL = "array_col"
+TRAINING_MEAN = "training_mean"  #: var column of a prediction table: each gene's mean over the model's training spots
 
 # --- metadata ----------------------------------------------------------------------------------------------------
 ATTRS_KEY = "histo2st"  #: key in ``sdata.attrs`` and ``adata.uns`` holding histo2st metadata

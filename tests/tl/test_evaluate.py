@@ -11,15 +11,23 @@ import histo2st as st
 GENES = [f"G{i}" for i in range(8)]
 
 
-def _section(name: str, seed: int, n_side: int = 8):
-    """A normalized sample of ``n_side**2`` spots whose 8 genes vary smoothly across it (so k-means finds domains)."""
+def _section(name: str, seed: int, n_side: int = 8, *, painted: bool = False):
+    """A normalized sample of ``n_side**2`` spots whose 8 genes vary smoothly across it (so k-means finds domains).
+
+    ``painted``: each spot's square has its domain's color, and each domain the same rates in every section, so color
+    predicts expression across sections.
+    """
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 255, (20 * n_side, 20 * n_side, 3), dtype=np.uint8)
     grid = np.arange(10, 20 * n_side, 20, dtype=float)
     xy = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
     domain = (xy[:, 0] > xy[:, 0].mean()).astype(int) + 2 * (xy[:, 1] > xy[:, 1].mean())
-    rates = rng.gamma(2.0, 20.0, size=(4, len(GENES)))[domain]
+    rates = (np.random.default_rng(99) if painted else rng).gamma(2.0, 20.0, size=(4, len(GENES)))[domain]
     counts = rng.poisson(rates)
+    if painted:
+        colors = np.array([[200, 80, 150], [90, 60, 170], [230, 180, 210], [140, 110, 120]], dtype=np.uint8)
+        for (cx, cy), d in zip(xy.astype(int), domain, strict=True):
+            image[cy - 10 : cy + 10, cx - 10 : cx + 10] = colors[d]
     sdata = st.io.from_arrays(image, xy, counts, GENES, microns_per_pixel=1.0, spot_diameter_um=10.0, sample=name)
     st.pp.normalize(sdata)
     return sdata
@@ -150,3 +158,51 @@ def test_clear_errors():
         st.tl.evaluate(sdata, n_clusters=100)
     with pytest.raises(ValueError, match="named 'pooled'"):
         st.tl.evaluate({"pooled": sdata})
+
+
+def test_training_mean_is_the_trivial_bar_on_the_same_spots(sections):
+    means = {}
+    for seed, (name, sdata) in enumerate(sections.items()):
+        means[name] = np.random.default_rng(seed).uniform(0, 2, len(GENES))
+        sdata.tables["pred_spots"].var["training_mean"] = means[name]
+    summary = st.tl.evaluate(sections)
+    assert list(summary.columns[-2:]) == ["MSE training mean", "R2 training mean"]
+    errors = []
+    for name, sdata in sections.items():
+        truth = sdata.tables["table"].X.toarray()
+        errors.append((truth - means[name]) ** 2)
+        assert summary.loc[name, "MSE training mean"] == pytest.approx(errors[-1].mean())
+        expected = 1 - summary.loc[name, "MSE"] / errors[-1].mean()
+        assert summary.loc[name, "R2 training mean"] == pytest.approx(expected)
+    assert summary.loc["pooled", "MSE training mean"] == pytest.approx(np.concatenate(errors).mean())
+    # a prediction table without it (a model saved before it was recorded): no such columns, no guess
+    del sections["B1"].tables["pred_spots"].var["training_mean"]
+    assert "MSE training mean" not in st.tl.evaluate(sections).columns
+
+
+def test_ridge_baseline_is_fitted_on_the_given_sections_and_scored_on_the_same_spots():
+    train, test = _section("A1", 0, painted=True), _add_prediction(_section("B1", 1, painted=True), noise=0.3)
+    summary = st.tl.evaluate(test, baseline=train)
+    ridge_columns = ["MSE ridge", "PCC@M ridge", "PCC@S ridge", "PCC@F ridge", "PCC@M / ridge"]
+    assert list(summary.columns[-5:]) == ridge_columns
+    assert summary.loc["B1", "PCC@M ridge"] > 0.5  # color tells the domains apart
+    ratio = summary.loc["B1", "PCC@M"] / summary.loc["B1", "PCC@M ridge"]
+    assert summary.loc["B1", "PCC@M / ridge"] == pytest.approx(ratio)
+
+    # the same ridge fitted and applied by hand
+    ridge = st.model.ColorTextureRidge(GENES, patch_um=10.0).fit(train)
+    table = test.tables["table"]
+    expected = ridge.predict_points(test, table.obsm["spatial"])
+    pcc = test.tables["pred_spots"].var["evaluation_pcc_ridge"].to_numpy()
+    truth = table.X.toarray()
+    np.testing.assert_allclose(pcc, [stats.pearsonr(expected[:, g], truth[:, g]).statistic for g in range(8)],
+                               rtol=1e-4)  # fmt: skip
+    assert summary.loc["B1", "MSE ridge"] == pytest.approx(np.mean((expected - truth) ** 2), rel=1e-4)
+    assert list(test.tables["pred_spots"].uns["histo2st"]["evaluation"]["params"]["baseline"]) == ["A1"]
+
+
+def test_ridge_baseline_needs_the_evaluated_genes():
+    train, test = _section("A1", 0), _add_prediction(_section("B1", 1), noise=0.1)
+    train.tables["table"] = train.tables["table"][:, GENES[:4]].copy()
+    with pytest.raises(KeyError, match="lacks 4 of the evaluated genes"):
+        st.tl.evaluate(test, baseline=train)

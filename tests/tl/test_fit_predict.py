@@ -55,6 +55,20 @@ def test_predict_a_subset_of_genes(fitted):
     assert list(sdata.tables["sub_spots"].var_names) == model.genes[:2]
     with pytest.raises(KeyError, match="does not predict 1"):
         st.tl.predict(sdata, model, genes=["NOT_A_GENE"], key_added="bad")
+    # each table says what predicting the training mean would give, for its own genes
+    expected = np.asarray(model.card["target_mean"][:2], dtype=np.float32)
+    np.testing.assert_array_equal(sdata.tables["sub_spots"].var["training_mean"].to_numpy(), expected)
+
+
+def test_the_card_records_each_genes_mean_over_the_training_spots(tiny_pixnet):
+    sdata = st.datasets.synthetic_tissue(size_um=400, microns_per_pixel=2.0, n_genes=6, n_cell_types=3, seed=3)
+    st.pp.normalize(sdata)
+    model = st.tl.fit(sdata, "pixnet", epochs=1, validation=None, microns_per_pixel=4.0, progress=False,
+                      **tiny_pixnet)  # fmt: skip
+    table = sdata.tables["table"][:, model.genes]
+    x = table.X.toarray() if hasattr(table.X, "toarray") else np.asarray(table.X)
+    assert model.card["training"]["n_spots"] == table.n_obs
+    np.testing.assert_allclose(model.card["target_mean"], x.mean(0), rtol=1e-5)
 
 
 def test_test_time_augmentation_averages_orientations(fitted):

@@ -11,7 +11,8 @@ HELP = "Compare predictions at the measured spots with the measurements (st.tl.e
 DESCRIPTION = (
     "Read stores holding predictions (histo2st predict), normalize measured tables that are not normalized yet, run "
     "st.tl.evaluate over all of them (one row per section and a pooled row) and print the summary. --out writes it "
-    "as CSV or JSON (by the file's suffix). The stores are not modified."
+    "as CSV or JSON (by the file's suffix). --baseline names the model's training stores: the color/texture ridge is "
+    "fitted there and scored beside the model. The stores are not modified."
 )
 DEFAULTS = {
     "stores": [],
@@ -21,6 +22,7 @@ DEFAULTS = {
     "n_clusters": None,
     "key_added": None,
     "seed": None,
+    "baseline": [],
     "out": None,
     "overwrite": False,
 }
@@ -43,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--key-added", metavar="KEY", help="key of the results in the prediction tables (default: evaluation)"
     )
     parser.add_argument("--seed", type=int, metavar="N", help="random seed of the k-means")
+    parser.add_argument(
+        "--baseline",
+        nargs="+",
+        type=Path,
+        metavar="STORE",
+        help="stores of the model's training sections: fit the color/texture ridge there and score it beside the model",
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the summary to a .csv or .json file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
@@ -62,11 +71,17 @@ def run(opts: argparse.Namespace) -> None:
     from .common import check_stores, normalize_if_needed, progress, read_store, sample_names
 
     paths = [Path(p) for p in opts.stores]
-    check_stores(paths)
+    references = [Path(p) for p in opts.baseline or []]
+    check_stores(paths + references)
     stores = [read_store(p) for p in progress(paths, quiet=opts.quiet, desc="reading", unit="store")]
     for sdata in stores:
         normalize_if_needed(sdata, opts.truth_key)
     kwargs = {key: getattr(opts, key) for key in PASSED if getattr(opts, key) is not None}
+    if references:
+        baseline = [read_store(p) for p in references]
+        for sdata in baseline:
+            normalize_if_needed(sdata, None)
+        kwargs["baseline"] = dict(zip(sample_names(references, baseline), baseline, strict=True))
     summary = st.tl.evaluate(dict(zip(sample_names(paths, stores), stores, strict=True)), **kwargs)
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     if out is not None:

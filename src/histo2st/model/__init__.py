@@ -1,6 +1,7 @@
 """User-facing models: a network with its card, training, saving and loading."""
 
 from ._base import CARD_FILE, MODELS, BaseModel, ModelFileError, check_model_dir, read_card
+from ._color_ridge import ColorTextureRidge
 from ._encoder_source import EncoderSource, resolve_encoder
 from ._ensemble import Ensemble
 from ._interface import Predictor
@@ -13,6 +14,7 @@ __all__ = [
     "CARD_FILE",
     "MODELS",
     "BaseModel",
+    "ColorTextureRidge",
     "EncoderSource",
     "Ensemble",
     "ModelFileError",

@@ -136,7 +136,7 @@ class BaseModel:
         Returns
         -------
         The training history (also in ``model.history``); ``model.card`` gains the normalization, the training
-        sections and the best validation metrics.
+        sections, each gene's mean over the training spots (``"target_mean"``) and the best validation metrics.
         """
         from ..train import TrainerConfig
 
@@ -173,6 +173,7 @@ class BaseModel:
         self.history = self._fit_sections(train, val, config)
         self.card.update(
             normalization=norm,
+            target_mean=_target_mean(train).tolist(),
             training={
                 "sections": [s.name for s in sections],
                 "n_spots": int(sum(s.n_spots for s in train)),
@@ -259,7 +260,7 @@ class BaseModel:
         """
         import torch
 
-        mean = np.concatenate([s.targets for s in sections if s.n_spots]).mean(0)
+        mean = _target_mean(sections)
         if getattr(self.module, "output_activation", None) == "softplus":
             mean = np.log(np.expm1(np.maximum(mean, 1e-4)))  # inverse softplus
         bias = self._output_bias()
@@ -505,6 +506,11 @@ def write_card(directory: Path, card: dict) -> None:
         "saved": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     (directory / CARD_FILE).write_text(json.dumps(stamped, indent=2, default=_jsonable))
+
+
+def _target_mean(sections: list) -> np.ndarray:
+    """Each gene's mean over the training spots: the model's start, and the trivial predictor it must beat."""
+    return np.concatenate([s.targets for s in sections if s.n_spots]).mean(0)
 
 
 def _best_record(history: list[dict]) -> dict:

@@ -8,11 +8,9 @@ import numpy as np
 
 from .._settings import settings
 from ._base import BaseModel, init_params
+from ._color_ridge import ALPHAS
 from ._encoder_model import EncoderReference
 from ._patch_grid import model_image, patch_grid_map
-
-#: Ridge penalties RidgeCV chooses among (efficient leave-one-out on the training spots), as the benchmarks' ridge.
-ALPHAS = tuple(np.logspace(-2, 5, 15))
 
 
 class RidgeProbe(EncoderReference, BaseModel):

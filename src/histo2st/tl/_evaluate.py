@@ -22,6 +22,7 @@ from ..metrics import (
     pearson_per_gene,
     uncertainty_error_spearman,
 )
+from ._baselines import MEAN_COLUMNS, RIDGE, RIDGE_COLUMNS, baseline_metrics, fit_ridge, ridge_at_spots, training_means
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ def evaluate(
     n_clusters: int | None = None,
     key_added: str = "evaluation",
     seed: int | None = None,
+    baseline=None,
 ) -> pd.DataFrame:
     """Compare predicted with measured expression at the measured spots, per section and pooled over sections.
 
@@ -78,6 +80,11 @@ def evaluate(
         Prefix of the columns and key of the ``uns`` entry written.
     seed
         Random state of k-means; default :attr:`histo2st.settings.seed`.
+    baseline
+        Sections (normalized as the evaluated ones: a SpatialData, or a list or dict of them) to fit the color/texture
+        ridge (:class:`~histo2st.model.ColorTextureRidge`) on, normally the model's training sections; it is then
+        scored on the same spots as the model. ``None`` skips it. It costs a pass over each section's H&E at
+        2 µm/px (seconds per her2st section).
 
     Returns
     -------
@@ -91,14 +98,23 @@ def evaluate(
         spread, calibrated by :func:`histo2st.tl.calibrate` if it was), also ``"coverage@50"``, ``"coverage@80"``,
         ``"coverage@90"`` (the fraction of spots x genes whose measured value lies in ``mean ± z·std``, the central
         Gaussian interval of that level: a calibrated std covers the nominal fraction) and
-        ``"Spearman(std, |error|)"`` (whether larger uncertainties go with larger errors; over all spots x genes). In
-        each section's prediction table (in memory):
+        ``"Spearman(std, |error|)"`` (whether larger uncertainties go with larger errors; over all spots x genes).
+        When every prediction table has ``var["training_mean"]`` (:func:`histo2st.tl.predict` writes it), the
+        trivial predictor that gives every spot each gene's mean over the model's training spots (not an oracle: what
+        a model that learnt nothing from the image predicts): ``"MSE training mean"`` and ``"R2 training mean"``
+        (``1 - MSE / MSE training mean``; a constant has no PCC, so PCC's trivial bar is 0). With ``baseline``, the
+        ridge's ``"MSE ridge"``, ``"PCC@M ridge"``, ``"PCC@S ridge"``, ``"PCC@F ridge"`` and ``"PCC@M / ridge"``
+        (the model's PCC@M over the ridge's; NaN when the ridge's is not positive). In each section's prediction
+        table (in memory):
     ``table.var[f"{key_added}_pcc"]``
         Pearson correlation of the gene across the section's spots (NaN for genes not evaluated or constant).
+    ``table.var[f"{key_added}_pcc_ridge"]``
+        The ridge's (only with ``baseline``).
     ``table.var[f"{key_added}_pvalue"]``
         Its two-sided p-value (:func:`scipy.stats.pearsonr`).
     ``table.uns["histo2st"][key_added]``
-        ``"params"`` (``pred_key``, ``truth_key``, ``genes``, ``n_clusters``, ``seed``, ``sections``), ``"summary"``
+        ``"params"`` (``pred_key``, ``truth_key``, ``genes``, ``n_clusters``, ``seed``, ``sections``,
+        ``baseline``: the ridge's sections, empty without one), ``"summary"``
         (this section's row) and ``"pooled"`` (the pooled row).
 
     Raises
@@ -127,18 +143,23 @@ def evaluate(
         _check_clusters(pairs, n_clusters)
 
     uncertain = all("std" in pred.layers for pred, _ in pairs.values())
-    rows, scores, arrays = {}, {}, {}
+    means = training_means(pairs, genes)
+    ridge = fit_ridge(baseline, genes) if baseline is not None else None
+    rows, scores, arrays, bars = {}, {}, {}, {}
     for name, (pred, truth) in pairs.items():
         p, t = _values(pred, genes), _values(truth, genes)
         arrays[name] = p, t, _values(pred, genes, layer="std") if uncertain else None
+        bars[name] = _baselines_at(means, ridge, name, samples[name], truth, t.shape)
         scores[name] = pearson_per_gene(p, t)
         ari = kmeans_ari(p, t, n_clusters, seed=seed) if n_clusters is not None else np.nan
-        rows[name] = _row("section", p, t, scores[name][0], ari, arrays[name][2])
+        rows[name] = _row("section", p, t, scores[name][0], ari, arrays[name][2], bars[name])
     p, t = (np.concatenate([a[k] for a in arrays.values()]) for k in (0, 1))
     s = np.concatenate([a[2] for a in arrays.values()]) if uncertain else None
+    pooled_bars = {k: np.concatenate([b[k] for b in bars.values()]) for k in bars[next(iter(bars))]}
     pooled_ari = float(np.mean([row["ARI"] for row in rows.values()])) if n_clusters is not None else np.nan
-    rows[POOLED] = _row("pooled", p, t, pearson_per_gene(p, t)[0], pooled_ari, s)
-    columns = [*SUMMARY_COLUMNS, *(UNCERTAINTY_COLUMNS if uncertain else ())]
+    rows[POOLED] = _row("pooled", p, t, pearson_per_gene(p, t)[0], pooled_ari, s, pooled_bars)
+    columns = [*SUMMARY_COLUMNS, *(MEAN_COLUMNS if means is not None else ()),
+               *(RIDGE_COLUMNS if ridge is not None else ()), *(UNCERTAINTY_COLUMNS if uncertain else ())]  # fmt: skip
     summary = pd.DataFrame.from_dict(rows, orient="index").loc[:, columns]
     summary.index.name = "section"
 
@@ -149,18 +170,24 @@ def evaluate(
         "n_clusters": n_clusters,
         "seed": seed,
         "sections": np.asarray(list(samples), dtype=str),
+        "baseline": np.asarray([] if baseline is None else list(as_samples(baseline)), dtype=str),
     }
     for name, sample in samples.items():
         table = sample.tables[pred_key]
         r, pvalue = scores[name]
         table.var[f"{key_added}_pcc"] = pd.Series(r, index=genes).reindex(table.var_names).to_numpy()
         table.var[f"{key_added}_pvalue"] = pd.Series(pvalue, index=genes).reindex(table.var_names).to_numpy()
+        if ridge is not None:
+            r_ridge = pearson_per_gene(bars[name][RIDGE], arrays[name][1])[0]
+            table.var[f"{key_added}_pcc_ridge"] = pd.Series(r_ridge, index=genes).reindex(table.var_names).to_numpy()
         table.uns.setdefault(ATTRS_KEY, {})[key_added] = {
             "params": dict(params),
             "summary": rows[name],
             "pooled": rows[POOLED],
         }
     written = [f'var["{key_added}_pcc"]', f'var["{key_added}_pvalue"]', f'uns["histo2st"]["{key_added}"]']
+    if ridge is not None:
+        written.insert(2, f'var["{key_added}_pcc_ridge"]')
     log_added(f"tables['{pred_key}'] of {len(samples)} section(s), {len(genes)} genes", written, start)
     return summary
 
@@ -293,7 +320,17 @@ def _against_the_mean(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {"MSE mean predictor": baseline, "R2": skill}
 
 
-def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: float, std=None) -> dict:
+def _baselines_at(means, ridge, name: str, sample, truth, shape: tuple) -> dict[str, np.ndarray]:
+    """The baselines' ``(spots, genes)`` predictions at one section's evaluated spots, by name."""
+    bars = {}
+    if means is not None:
+        bars["mean"] = np.broadcast_to(means[name], shape)
+    if ridge is not None:
+        bars[RIDGE] = ridge_at_spots(ridge, sample, truth)
+    return bars
+
+
+def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: float, std, bars: dict) -> dict:
     return {
         "scope": scope,
         "n_spots": int(pred.shape[0]),
@@ -303,6 +340,7 @@ def _row(scope: str, pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, ari: 
         **_against_the_mean(pred, truth),
         **pcc_summary(pcc),
         "ARI": float(ari),
+        **baseline_metrics(pred, truth, pcc, mean=bars.get("mean"), ridge=bars.get(RIDGE)),
         **({} if std is None else _uncertainty(pred, truth, std)),
     }
 

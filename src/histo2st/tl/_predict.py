@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY
+from .._constants import ATTRS_KEY, INSTANCE_KEY, MICRONS_CS, PIXEL_CS, PRED_KEY, SPATIAL_KEY, TRAINING_MEAN
 from .._core import quiet_zarr
 from .._core._maps import tissue_key, tissue_pixels, tissue_pixels_block
 from .._core._tissue import regions_on_tissue, sample_tissue_mask
@@ -145,7 +145,9 @@ def predict(
     ``"map aggregate"`` (the dense map averaged over the spot), ``"prediction at the centers"`` (models that predict
     from a patch at each spot or bin center, THItoGene, up to its ``max_direct_spots``) or, for an ensemble of both
     kinds (``model=["pixnet", "thitogene"]``), ``"mean of the members' own values"`` (each member's value as it
-    would give it alone; see :class:`~histo2st.model.Ensemble`).
+    would give it alone; see :class:`~histo2st.model.Ensemble`). Each table's ``var["training_mean"]`` is the gene's
+    mean over the model's training spots (the trivial predictor :func:`histo2st.tl.evaluate` compares with; absent for
+    models trained before it was recorded).
 
     With an :class:`~histo2st.model.Ensemble` the values above are the mean over its members, and also:
 
@@ -406,6 +408,8 @@ def _describe_table(table, name: str, model, card: dict, he, slide_mpp: float, d
     """The model in the table's ``uns``; predictions at the centers for models that make them; the spread."""
     table.uns[ATTRS_KEY]["model"] = card
     table.uns[ATTRS_KEY]["tta"] = tta
+    if "target_mean" in model.card:
+        table.var[TRAINING_MEAN] = np.asarray(model.card["target_mean"], dtype=np.float32)[gene_idx]
     if share is not None:
         direct = mixed_at_centers(table, model, share, he, slide_mpp, device, gene_idx, tta)
     else:

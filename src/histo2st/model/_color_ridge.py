@@ -1,14 +1,19 @@
-"""The benchmarks' baseline: color and texture statistics of the H&E patch around each spot, then ridge regression.
+"""A baseline without deep features: color and texture statistics of the H&E patch around each spot, then ridge.
 
-No deep features: per pixel the RGB values, the hematoxylin, eosin and DAB amounts of scikit-image's color
-deconvolution (``rgb2hed``), the gray-level gradient magnitude (Sobel) and a difference of Gaussians at nucleus scale;
-per patch their mean, standard deviation and 10th, 50th and 90th percentiles (40 features). scikit-learn standardises
-them and fits ``RidgeCV`` (one alpha for all genes, by efficient leave-one-out on the training spots).
+Per pixel the RGB values, the hematoxylin, eosin and DAB amounts of scikit-image's color deconvolution (``rgb2hed``),
+the gray-level gradient magnitude (Sobel) and a difference of Gaussians at nucleus scale; per patch their mean,
+standard deviation and 10th, 50th and 90th percentiles (40 features). scikit-learn standardises them and fits
+``RidgeCV`` (one alpha for all genes, by efficient leave-one-out on the training spots). The benchmarks' baseline and
+:func:`histo2st.tl.evaluate`'s ``baseline=``: what a model must beat to have learnt more than colour.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .._core import as_samples, get_scale
+from .._core._maps import full_resolution
+from .._core._resample import resample_image
 
 #: Per-pixel channels the patch statistics are taken over.
 CHANNELS = ("red", "green", "blue", "hematoxylin", "eosin", "dab", "gradient", "dog")
@@ -22,7 +27,7 @@ ALPHAS = np.logspace(-2, 5, 15)
 BATCH = 2048
 
 
-class RidgeBaseline:
+class ColorTextureRidge:
     """Ridge regression from the color and texture statistics of a square H&E patch centered on each spot.
 
     Parameters
@@ -33,6 +38,11 @@ class RidgeBaseline:
         Side of the square patch in µm (the training spots' diameter: a spot sees the tissue it measured).
     microns_per_pixel
         Resolution the H&E is resampled to before the statistics are taken.
+
+    Notes
+    -----
+    Written here rather than taken from a library: no package computes stain-deconvolved patch statistics at given
+    points; the per-pixel filters (scikit-image) and the regression (scikit-learn) are the libraries'.
     """
 
     def __init__(self, genes, *, patch_um: float, microns_per_pixel: float = 2.0) -> None:
@@ -47,14 +57,14 @@ class RidgeBaseline:
         """The ridge penalty RidgeCV chose."""
         return float(self.pipeline[-1].alpha_)
 
-    def fit(self, samples: dict) -> RidgeBaseline:
-        """Fit on every measured spot of these normalized sections (``{name: sdata}``)."""
+    def fit(self, samples) -> ColorTextureRidge:
+        """Fit on every measured spot of these normalized sections (a SpatialData, or a list or dict of them)."""
         from sklearn.linear_model import RidgeCV
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
         features, targets = [], []
-        for sdata in samples.values():
+        for sdata in as_samples(samples).values():
             table = _spot_table(sdata)
             features.append(self.features(sdata, table.obsm["spatial"]))
             x = table[:, self.genes].X
@@ -66,17 +76,17 @@ class RidgeBaseline:
     def predict_points(self, sdata, xy_px: np.ndarray) -> np.ndarray:
         """``(n, genes)`` predictions for patches centered on ``xy_px`` (x, y in the sample's H&E pixels)."""
         if self.pipeline is None:
-            raise RuntimeError("Fit the baseline first (`RidgeBaseline.fit`).")
+            raise RuntimeError("Fit the baseline first (`ColorTextureRidge.fit`).")
         return self.pipeline.predict(self.features(sdata, xy_px)).astype(np.float32)
 
-    def predict_spots(self, sdata, *, key_added: str) -> None:
-        """Predict at the measured spots into ``sdata.tables[key_added]``, rows named like the measured table."""
+    def predict_spots(self, sdata):
+        """An AnnData of the predictions at the sample's measured spots, rows named like the measured table."""
         import anndata as ad
         import pandas as pd
 
         table = _spot_table(sdata)
         values = self.predict_points(sdata, table.obsm["spatial"])
-        sdata.tables[key_added] = ad.AnnData(
+        return ad.AnnData(
             values, obs=pd.DataFrame(index=table.obs_names.copy()), var=pd.DataFrame(index=pd.Index(self.genes))
         )
 
@@ -87,19 +97,13 @@ class RidgeBaseline:
 
 
 def _spot_table(sdata):
-    import histo2st as st
-
-    return sdata.tables[st.io.get_scale(sdata).table_key]
+    return sdata.tables[get_scale(sdata).table_key]
 
 
 def resampled_rgb(sdata, microns_per_pixel: float) -> tuple[np.ndarray, float]:
     """The sample's H&E resampled to ``microns_per_pixel`` as ``(3, h, w)`` uint8, and H&E px -> its px."""
-    import histo2st as st
-    from histo2st._core._resample import resample_image
-
-    scale = st.io.get_scale(sdata)
-    element = sdata.images[scale.image_key]
-    image = element["scale0"].ds["image"] if hasattr(element, "children") else element
+    scale = get_scale(sdata)
+    image = full_resolution(sdata.images[scale.image_key])
     factor = scale.microns_per_pixel / microns_per_pixel
     return np.asarray(resample_image(image.data, factor).compute()), factor
 
