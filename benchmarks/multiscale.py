@@ -24,7 +24,8 @@ each kind of model can reach (``reference_runs``): the truth over a spot-sized s
 one value per spot-sized patch can do) and, with ``--context > 0``, the expression of the same cells without
 context (a perfect cell-type model that sees no context), pointwise and over the spot-sized square. Each model runs
 in its own 'spawn' child process (peak memory per model, see ``benchmarks/her2st.py``). JSON on stdout; ``--out DIR``
-writes results.json and results.md.
+writes results.json and results.md. The tissue's expression depends on context by default (``--context 1``), since
+without it each cell type's color predicts its expression and a color patch is nearly enough (``--context 0``).
 
     python benchmarks/multiscale.py --out runs/multiscale          # 3 models x 15 min of training
 """
@@ -291,7 +292,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     tissue.add_argument("--n-cell-types", type=int, default=5)
     tissue.add_argument("--tissue-seed", type=int, default=0)
     tissue.add_argument(
-        "--context", type=float, default=0.0, help="context-driven expression (synthetic_tissue's `context`)"
+        "--context",
+        type=float,
+        default=1.0,
+        help="context-driven expression (synthetic_tissue's `context`); default 1, where a spot-sized color patch is "
+        "no longer nearly sufficient (at 0 expression follows cell type and so color)",
     )
     tissue.add_argument("--bins", type=int, nargs="+", default=[2, 8, 16], help="bin sizes in whole µm")
     tissue.add_argument("--train-fraction", type=float, default=0.6, help="share of the width left of the split")
