@@ -153,11 +153,7 @@ def evaluate(
         scores[name] = pearson_per_gene(p, t)
         ari = kmeans_ari(p, t, n_clusters, seed=seed) if n_clusters is not None else np.nan
         rows[name] = _row("section", p, t, scores[name][0], ari, arrays[name][2], bars[name])
-    p, t = (np.concatenate([a[k] for a in arrays.values()]) for k in (0, 1))
-    s = np.concatenate([a[2] for a in arrays.values()]) if uncertain else None
-    pooled_bars = {k: np.concatenate([b[k] for b in bars.values()]) for k in bars[next(iter(bars))]}
-    pooled_ari = float(np.mean([row["ARI"] for row in rows.values()])) if n_clusters is not None else np.nan
-    rows[POOLED] = _row("pooled", p, t, pearson_per_gene(p, t)[0], pooled_ari, s, pooled_bars)
+    rows[POOLED] = _pooled_row(arrays, bars, rows, n_clusters is not None)
     columns = [*SUMMARY_COLUMNS, *(MEAN_COLUMNS if means is not None else ()),
                *(RIDGE_COLUMNS if ridge is not None else ()), *(UNCERTAINTY_COLUMNS if uncertain else ())]  # fmt: skip
     summary = pd.DataFrame.from_dict(rows, orient="index").loc[:, columns]
@@ -173,23 +169,33 @@ def evaluate(
         "baseline": np.asarray([] if baseline is None else list(as_samples(baseline)), dtype=str),
     }
     for name, sample in samples.items():
-        table = sample.tables[pred_key]
-        r, pvalue = scores[name]
-        table.var[f"{key_added}_pcc"] = pd.Series(r, index=genes).reindex(table.var_names).to_numpy()
-        table.var[f"{key_added}_pvalue"] = pd.Series(pvalue, index=genes).reindex(table.var_names).to_numpy()
+        per_gene = {"pcc": scores[name][0], "pvalue": scores[name][1]}
         if ridge is not None:
-            r_ridge = pearson_per_gene(bars[name][RIDGE], arrays[name][1])[0]
-            table.var[f"{key_added}_pcc_ridge"] = pd.Series(r_ridge, index=genes).reindex(table.var_names).to_numpy()
-        table.uns.setdefault(ATTRS_KEY, {})[key_added] = {
-            "params": dict(params),
-            "summary": rows[name],
-            "pooled": rows[POOLED],
-        }
+            per_gene["pcc_ridge"] = pearson_per_gene(bars[name][RIDGE], arrays[name][1])[0]
+        entry = {"params": dict(params), "summary": rows[name], "pooled": rows[POOLED]}
+        _write_section(sample.tables[pred_key], genes, per_gene, entry, key_added)
     written = [f'var["{key_added}_pcc"]', f'var["{key_added}_pvalue"]', f'uns["histo2st"]["{key_added}"]']
     if ridge is not None:
         written.insert(2, f'var["{key_added}_pcc_ridge"]')
     log_added(f"tables['{pred_key}'] of {len(samples)} section(s), {len(genes)} genes", written, start)
     return summary
+
+
+def _pooled_row(arrays: dict, bars: dict, rows: dict, clustered: bool) -> dict:
+    """The summary row over the concatenated spots of every section (its ARI: the sections' mean)."""
+    p, t = (np.concatenate([a[k] for a in arrays.values()]) for k in (0, 1))
+    uncertain = next(iter(arrays.values()))[2] is not None
+    s = np.concatenate([a[2] for a in arrays.values()]) if uncertain else None
+    pooled_bars = {k: np.concatenate([b[k] for b in bars.values()]) for k in next(iter(bars.values()))}
+    ari = float(np.mean([row["ARI"] for row in rows.values()])) if clustered else np.nan
+    return _row("pooled", p, t, pearson_per_gene(p, t)[0], ari, s, pooled_bars)
+
+
+def _write_section(table, genes: list[str], per_gene: dict, entry: dict, key_added: str) -> None:
+    """Each per-gene array to ``var[f"{key_added}_{name}"]`` (NaN for genes not evaluated), the entry to ``uns``."""
+    for column, values in per_gene.items():
+        table.var[f"{key_added}_{column}"] = pd.Series(values, index=genes).reindex(table.var_names).to_numpy()
+    table.uns.setdefault(ATTRS_KEY, {})[key_added] = entry
 
 
 def gene_scores(
