@@ -40,7 +40,6 @@ def _run(name: str, monkeypatch, tmp_path, **values: str) -> tuple[dict, list]:
         plt.close("all")
 
     monkeypatch.setattr(plt, "show", show)
-    plt.close("all")  # only the tutorial's own figures count
     monkeypatch.chdir(tmp_path)
     code = _with("\n".join(_code_cells(TUTORIALS / f"{name}.md")), **values)
     namespace: dict = {}

@@ -53,11 +53,6 @@ def fit_ridge(reference, genes: list[str]):
     return ColorTextureRidge(genes, patch_um=diameter).fit(samples)
 
 
-def ridge_at_spots(ridge, sample, truth) -> np.ndarray:
-    """The ridge's ``(spots, genes)`` prediction at the measured spots of ``truth`` (a table of ``sample``)."""
-    return ridge.predict_points(sample, truth.obsm["spatial"]).astype(np.float64)
-
-
 def baseline_metrics(pred: np.ndarray, truth: np.ndarray, pcc: np.ndarray, *, mean=None, ridge=None) -> dict:
     """The summary's baseline columns for one scope (section or pooled).
 

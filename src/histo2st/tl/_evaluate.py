@@ -22,7 +22,7 @@ from ..metrics import (
     pearson_per_gene,
     uncertainty_error_spearman,
 )
-from ._baselines import MEAN_COLUMNS, RIDGE, RIDGE_COLUMNS, baseline_metrics, fit_ridge, ridge_at_spots, training_means
+from ._baselines import MEAN_COLUMNS, RIDGE, RIDGE_COLUMNS, baseline_metrics, fit_ridge, training_means
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -332,7 +332,7 @@ def _baselines_at(means, ridge, name: str, sample, truth, shape: tuple) -> dict[
     if means is not None:
         bars["mean"] = np.broadcast_to(means[name], shape)
     if ridge is not None:
-        bars[RIDGE] = ridge_at_spots(ridge, sample, truth)
+        bars[RIDGE] = ridge.predict_points(sample, truth.obsm["spatial"]).astype(np.float64)
     return bars
 
 
