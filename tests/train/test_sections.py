@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from histo2st.train import prepare_sections, split_validation
-from histo2st.train._augment import flip_rotate
+from histo2st.train._augment import dihedral, random_dihedral
 
 
 def test_prepare_sections_rescales_coordinates(small_tissue):
@@ -37,10 +37,10 @@ def test_split_validation_by_spots_is_disjoint(small_tissue):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_flip_rotate_moves_spots_with_pixels(seed):
+def test_dihedral_moves_spots_with_pixels(seed):
     rng = np.random.default_rng(seed)
     image = np.zeros((1, 32, 32), dtype=np.uint8)
     image[0, 5, 20] = 255  # pixel center (x=20.5, y=5.5)
-    out, xy = flip_rotate(image, np.array([[20.5, 5.5]]), rng)
+    out, xy = dihedral(image, np.array([[20.5, 5.5]]), *random_dihedral(rng))
     y, x = np.argwhere(out[0] == 255)[0]
     np.testing.assert_allclose(xy[0], [x + 0.5, y + 0.5])

@@ -15,11 +15,13 @@ from .._settings import settings
 from ..train import (
     MAX_HALO_PX,
     PAD_VALUE,
+    ContextImage,
     core_chunks,
     cores_per_chunk,
     default_batch_size,
     make_grid,
     predict_cores,
+    snap_halo,
 )
 from ._base import BaseModel, init_params
 from ._encoder_model import EncoderReference
@@ -83,6 +85,10 @@ class PixNet(EncoderReference, BaseModel):
         ``"macenko"`` normalizes every slide's stains to a reference fitted on the training sections, in training
         and prediction (each slide's own stains are estimated on its tissue); ``None`` uses the H&E as it is. See the
         docs page "Encoder pretraining, stain robustness and weight averaging".
+    context_um
+        Two-scale input (not in the paper): µm of tissue on each side of every crop and tile that a second, small
+        encoder sees at 4x coarser resolution, its features added to the deepest ones (see
+        :class:`~histo2st.module.PixNetModule`); ``None``: one scale, as in the paper. Rounded to 8 coarse pixels.
     **module_kwargs
         Passed to :class:`~histo2st.module.PixNetModule`.
     """
@@ -124,9 +130,12 @@ class PixNet(EncoderReference, BaseModel):
         stain_augment: bool = False,
         cache_features: bool = False,
         stain_normalization: str | None = None,
+        context_um: float | None = None,
         **module_kwargs,
     ) -> None:
         params = init_params(locals())
+        if context_um is not None and not context_um > 0:
+            raise ValueError(f"`context_um` must be a positive number of µm or None, got {context_um!r}.")
         from ..nn import is_resnet
 
         if encoder_warmup_epochs and freeze_encoder:
@@ -146,8 +155,11 @@ class PixNet(EncoderReference, BaseModel):
 
         p, source = self.init_params, self._encoder_source
         not_module = {*self._plan_args, "tile_px", "hidden_dim", "stain_normalization", "encoder", "encoder_weights",
-                      "encoder_args"}  # fmt: skip
+                      "encoder_args", "context_um"}  # fmt: skip
         extra = {k: v for k, v in p.items() if k not in not_module}
+        if p.get("context_um"):
+            coarse_um = self.microns_per_pixel * 2 ** extra.get("pyramid_levels", 5) / 8
+            extra["context_margin"] = 8 * max(1, round(p["context_um"] / coarse_um / 8))
         stats = {k: v for k, v in (("input_mean", source.mean), ("input_std", source.std)) if v is not None}
         return PixNetModule(self.n_genes, hidden_dim=p["hidden_dim"], encoder=source.architecture,
                             encoder_args=source.model_args or None, encoder_weights=source.weights,
@@ -211,7 +223,7 @@ class PixNet(EncoderReference, BaseModel):
         tile_px = self.init_params["tile_px"]
         # beyond the image the halo is only padding: an image smaller than the halo (dask's overlap refuses a depth
         # larger than the array) gets a halo as wide as the image
-        grid = make_grid(tile_px, halo=min(tile_px // 4, MAX_HALO_PX, *image.shape[1:]))
+        grid = make_grid(tile_px, halo=snap_halo(min(tile_px // 4, MAX_HALO_PX, *image.shape[1:]), self.module))
         self.module.to(device).eval()
         batch_size = batch_size or default_batch_size(self.module, grid.input_px, device)
         image = image.rechunk((3, *(core_chunks(n, grid, cores_per_chunk(batch_size)) for n in image.shape[1:])))
@@ -234,11 +246,14 @@ class PixNet(EncoderReference, BaseModel):
             device=device,
             batch_size=batch_size,
             tta=tta,
+            context=dask.delayed(ContextImage.of(image, self.module), pure=False),
         )
 
 
-def _predict_block(window: np.ndarray, module, grid, on, device, batch_size, tta, block_info=None) -> np.ndarray:
+def _predict_block(window: np.ndarray, module, grid, on, device, batch_size, tta, context,
+                   block_info=None) -> np.ndarray:  # fmt: skip
     (y0, _), (x0, _) = block_info[None]["array-location"][1:]
     i0, j0 = y0 // grid.core, x0 // grid.core
     return predict_cores(module, window, grid, on[i0:, j0:], block_info[None]["chunk-shape"][0], device,
-                         normalize=module.normalize, batch_size=batch_size, tta=tta)  # fmt: skip
+                         normalize=module.normalize, batch_size=batch_size, tta=tta, context=context,
+                         origin=(y0, x0))  # fmt: skip

@@ -45,6 +45,12 @@ class PixNetModule(nn.Module):
         - The paper's later versions swap the ResNet18 for UNI2 (a ViT) and add a fusion block; the ViT encoders here
           feed the same decoder through ViTDet's simple feature pyramid instead (a ViT has a single stride-14/16 map;
           the pyramid is the standard way to give it the strides a U-Net decoder needs), without the fusion block.
+        - Two-scale input (``context_margin > 0``, not in the paper): a second, small encoder (ResNet18's stem, layer1
+          and layer2, stride 8) sees the same place at :attr:`context_factor` times coarser resolution with
+          ``context_margin`` extra pixels on each side, so the deepest features of a crop also know the tissue
+          around it. Its stride-8 cells are the size of the main encoder's deepest cells (stride 32 when
+          ``context_factor`` is 4); the cells over the crop are added to ``F_L`` through a 1 x 1 convolution that
+          starts at zero, so training begins from plain PixNet.
 
     Parameters
     ----------
@@ -72,6 +78,9 @@ class PixNetModule(nn.Module):
         expression).
     freeze_encoder
         Keep the encoder fixed: no gradients, and its batch norm statistics are not updated in training mode.
+    context_margin
+        Pixels of the coarse context image (``context_factor`` times coarser than the input) on each side of the
+        input, a multiple of 8; ``0``: no context branch (the paper). See the two-scale input above.
     """
 
     def __init__(
@@ -87,6 +96,7 @@ class PixNetModule(nn.Module):
         input_std: tuple[float, float, float] | None = None,
         output_activation: str | None = None,
         freeze_encoder: bool = False,
+        context_margin: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(n_genes, int) or n_genes < 1:
@@ -97,8 +107,13 @@ class PixNetModule(nn.Module):
             raise ValueError(f"`pyramid_levels` must be 2, 3, 4 or 5 (encoders have 5 levels), got {pyramid_levels!r}.")
         if output_activation not in _ACTIVATIONS:
             raise ValueError(f"`output_activation` must be one of {list(_ACTIVATIONS)}, got {output_activation!r}.")
+        if not isinstance(context_margin, int) or context_margin < 0 or context_margin % 8:
+            raise ValueError(f"`context_margin` must be a multiple of 8 pixels >= 0, got {context_margin!r}.")
+        if context_margin and pyramid_levels < 4:
+            raise ValueError("A context branch needs `pyramid_levels` >= 4 (its cells must be coarser than the input).")
         self.n_genes = n_genes
         self.hidden_dim = hidden_dim
+        self.context_margin = context_margin
         self.pyramid_levels = pyramid_levels
         self.output_activation = output_activation
 
@@ -108,6 +123,12 @@ class PixNetModule(nn.Module):
         self.input_std = tuple(float(v) for v in (std if input_std is None else input_std))
         self.decoder = PixNetDecoder(self.encoder.channels, hidden_dim)
         self.head = nn.Conv2d(self.decoder.out_channels, n_genes, 1)
+        self.context_encoder = self.context_proj = None
+        if context_margin:
+            self.context_encoder = build_encoder("resnet18", levels=3)
+            self.context_proj = nn.Conv2d(self.context_encoder.channels[-1], self.encoder.channels[-1], 1)
+            nn.init.zeros_(self.context_proj.weight)
+            nn.init.zeros_(self.context_proj.bias)
         self.activation = _ACTIVATIONS[output_activation]()
         if encoder_weights is not None:
             load_encoder_weights(self, encoder_weights, strict=True)
@@ -118,6 +139,16 @@ class PixNetModule(nn.Module):
     def input_multiple(self) -> int:
         """Input sides that are multiples of this need no padding (the encoder's total stride, ``2**L``)."""
         return 2**self.pyramid_levels
+
+    @property
+    def context_factor(self) -> int:
+        """How many input pixels one pixel of the context image spans, per side (``2**L / 8``)."""
+        return 2**self.pyramid_levels // 8
+
+    def context_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Size of the context image for an input of ``height x width`` pixels."""
+        f, m = self.context_factor, self.context_margin
+        return height // f + 2 * m, width // f + 2 * m
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 RGB ``(B, 3, H, W)`` as this network's input.
@@ -140,15 +171,24 @@ class PixNetModule(nn.Module):
             self.encoder.eval()
         return self
 
-    def forward(self, images: torch.Tensor, *, from_tokens: bool = False) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, *, context: torch.Tensor | None = None, from_tokens: bool = False
+    ) -> torch.Tensor:
         """Dense map ``(B, n_genes, H, W)`` of normalized float images ``(B, 3, H, W)``.
+
+        ``context``: with a context branch, the normalized coarse images around the inputs, of
+        :meth:`context_shape` (inputs whose sides are multiples of :attr:`input_multiple`, as crops and tiles are).
 
         ``from_tokens=True``: ``images`` are a ViT encoder's cached trunk output ``(B, embed_dim, H / 16, W / 16)``
         (:meth:`~histo2st.nn.ViTEncoder.tokens`) of an input whose sides are multiples of :attr:`input_multiple`;
         only the feature pyramid, decoder and head run. A keyword of ``forward``, not a method of its own, so that
         DDP's wrapper, which synchronizes gradients in ``forward``, sees both.
         """
+        if (context is None) != (self.context_encoder is None):
+            raise ValueError("Pass `context` exactly when the module has a context branch (`context_margin > 0`).")
         if from_tokens:
+            if context is not None:
+                raise ValueError("Cached tokens cannot go with a context branch.")
             return self._maps(self.encoder.pyramid(images), images.shape[-2] * 16, images.shape[-1] * 16)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"Expected images of shape (B, 3, H, W), got {tuple(images.shape)}.")
@@ -162,7 +202,20 @@ class PixNetModule(nn.Module):
         pad_h, pad_w = -height % m, -width % m
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-        return self._maps(self.encoder.forward_pyramid(images), *images.shape[-2:])[..., :height, :width]
+        features = self.encoder.forward_pyramid(images)
+        if context is not None:
+            features[-1] = features[-1] + self._context_features(context, images.shape[-2:], features[-1].shape[-2:])
+        return self._maps(features, *images.shape[-2:])[..., :height, :width]
+
+    def _context_features(self, context: torch.Tensor, input_size, cells) -> torch.Tensor:
+        if tuple(context.shape[-2:]) != self.context_shape(*input_size):
+            raise ValueError(
+                f"Context of shape {tuple(context.shape)} does not fit an input of {tuple(input_size)} px: expected "
+                f"{self.context_shape(*input_size)} for inputs whose sides are multiples of {self.input_multiple}."
+            )
+        k = self.context_margin // 8
+        c = self.context_encoder.forward_pyramid(context)[-1][..., k : k + cells[0], k : k + cells[1]]
+        return self.context_proj(c)
 
     def _maps(self, features: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
         g = self.head(self.decoder(features))

@@ -31,14 +31,16 @@ def dihedral_mean(forward, x, *, n: int = 8, dense: bool = True):
 
     ``n`` is 1 (``forward(x)``), 2 (with its mirror image), 4 (the quarter turns) or 8 (the whole dihedral group).
     With ``dense``, ``forward`` returns maps aligned with its input, each turned back to the original orientation
-    before averaging (PixNet); otherwise one vector per image, averaged as they are (THItoGene's spots). Costs ``n``
-    forward passes; returns float32.
+    before averaging (PixNet); otherwise one vector per image, averaged as they are (THItoGene's spots). ``x`` may
+    be a tuple of square image batches (a PixNet's tiles and their context), each turned alike and passed to
+    ``forward`` in order; the maps are aligned with the first. Costs ``n`` forward passes; returns float32.
     """
     if n not in TRANSFORMS:
         raise ValueError(f"Test-time augmentation averages {sorted(TRANSFORMS)} transforms, got {n!r}.")
     total = None
     for turns, mirrored in TRANSFORMS[n]:
-        y = forward(_transform(x, turns, mirrored)).float()
+        inputs = x if isinstance(x, tuple) else (x,)
+        y = forward(*(_transform(v, turns, mirrored) for v in inputs)).float()
         y = _invert(y, turns, mirrored) if dense else y
         total = y if total is None else total + y
     return total / n

@@ -10,12 +10,14 @@ from ._thitogene_plan import THItoGenePlan
 from ._tiling import (
     MAX_HALO_PX,
     PAD_VALUE,
+    ContextImage,
     core_chunks,
     cores_per_chunk,
     default_batch_size,
     make_grid,
     predict_cores,
     read_tile,
+    snap_halo,
 )
 from ._trainer import Trainer, TrainerConfig, TrainingPlan
 
@@ -23,6 +25,7 @@ __all__ = [
     "MAX_HALO_PX",
     "PAD_VALUE",
     "BYOLPlan",
+    "ContextImage",
     "PixNetPlan",
     "Section",
     "THItoGenePlan",
@@ -43,6 +46,7 @@ __all__ = [
     "predict_windows",
     "prepare_sections",
     "read_tile",
+    "snap_halo",
     "split_validation",
     "tissue_tile_centers",
 ]

@@ -5,20 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 
-def flip_rotate(
-    image: np.ndarray, centers: np.ndarray, rng: np.random.Generator, *, size: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random flip and 90° rotation of a ``(c, s, s)`` crop; spot centers (x, y) move with the pixels.
+def random_dihedral(rng: np.random.Generator) -> tuple[bool, int]:
+    """A random symmetry of the square: ``(mirrored, quarter turns)``, for :func:`dihedral`."""
+    return bool(rng.random() < 0.5), int(rng.integers(4))
 
-    ``size``: the side of the crop in the units of ``centers`` when it is not ``s`` (a feature map of a crop, with
-    centers in the crop's pixels).
+
+def dihedral(
+    image: np.ndarray, centers: np.ndarray, mirrored: bool, turns: int, *, size: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``(c, s, s)`` crop mirrored left-right, then turned ``turns`` quarter turns; spot centers move with it.
+
+    Crops centered on the same point (a crop and its coarse context) stay aligned when given the same symmetry.
     """
     size = image.shape[-1] if size is None else size
     xy = centers.copy()
-    if rng.random() < 0.5:
+    if mirrored:
         image = image[:, :, ::-1]
         xy[:, 0] = size - xy[:, 0]
-    for _ in range(int(rng.integers(4))):
+    for _ in range(turns):
         # rotating the array by 90° counter-clockwise maps (x, y) to (y, size - x)
         image = np.rot90(image, 1, axes=(1, 2))
         xy = np.stack([xy[:, 1], size - xy[:, 0]], axis=1)

@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 
-from ._augment import color_jitter, flip_rotate, stain_jitter
+from ._augment import color_jitter, dihedral, random_dihedral, stain_jitter
 from ._feature_cache import TOKEN_STRIDE, aligned_start, slide_tokens
 from ._metrics import spot_metrics
 from ._optimizer import adam
 from ._sections import Section
-from ._tiling import make_grid, predict_spots_tiled, read_tile
+from ._tiling import ContextImage, make_grid, predict_spots_tiled, read_tile
 
 #: Range of the scale change of ``stain_augment`` (crop pixels per image pixel).
 ZOOM = (0.9, 1.1)
@@ -23,7 +23,9 @@ class PixNetPlan:
     Each batch holds ``batch_size`` crops of ``crop_px`` pixels. A crop is placed at random so that an anchor spot
     lies fully inside; every training spot whose circle is fully inside the crop is supervised with the mean of the
     dense map over its circle (the paper sums; the mean keeps predictions on the scale of the targets at any spot
-    size). One epoch anchors one crop on every training spot, in random order.
+    size). One epoch anchors one crop on every training spot, in random order. With a module that has a context
+    branch (two-scale input), every crop starts on a multiple of its ``context_factor`` and comes with its coarse
+    surroundings (:class:`~histo2st.train._tiling.ContextImage`), flipped, turned and color-jittered alike.
 
     Parameters
     ----------
@@ -82,6 +84,11 @@ class PixNetPlan:
             raise ValueError("`cache_features` needs a frozen ViT encoder (a trained encoder changes its features).")
         if cache_features and (stain_augment or encoder_warmup_epochs):
             raise ValueError("`cache_features` cannot go with `stain_augment` or `encoder_warmup_epochs`.")
+        if getattr(module, "context_margin", 0) and (cache_features or stain_augment):
+            raise ValueError(
+                "A context branch cannot go with `cache_features` or `stain_augment` (their crops do not line up with "
+                "the coarse context image)."
+            )
         self.cache_features = cache_features
         self._tokens: list[np.ndarray] | None = None
         self.module = module
@@ -101,7 +108,11 @@ class PixNetPlan:
                 f"`crop_px={crop_px}` must be a multiple of 32 and larger than a spot ({2 * r_max:.0f} px across at "
                 "the model resolution); raise `crop_px` or train at a coarser `microns_per_pixel`."
             )
-        self.grid = make_grid(max(crop_px, 32 * math.ceil((4 * r_max + 64) / 32)), halo=int(math.ceil(r_max)) + 16)
+        self.step = module.context_factor if getattr(module, "context_margin", 0) else 1
+        halo = self.step * math.ceil((math.ceil(r_max) + 16) / self.step)
+        self.grid = make_grid(max(crop_px, 32 * math.ceil((4 * r_max + 64) / 32)), halo=halo)
+        self._context = [ContextImage.of(s.image, module) for s in train]
+        self._val_context = [ContextImage.of(s.image, module) for s in val]
         self._anchors = np.concatenate(
             [np.stack([np.full(s.n_spots, i), np.arange(s.n_spots)], 1) for i, s in enumerate(train)]
         )
@@ -125,7 +136,7 @@ class PixNetPlan:
 
     def _make_batch(self, anchors: np.ndarray, rng: np.random.Generator) -> dict:
         s = self.crop_px
-        images, bidx, centers, radii, targets = [], [], [], [], []
+        images, contexts, bidx, centers, radii, targets = [], [], [], [], [], []
         for b, (si, spot) in enumerate(anchors):
             sec = self.train[si]
             (cx, cy), r = sec.centers[spot], sec.radii[spot]
@@ -134,8 +145,7 @@ class PixNetPlan:
             if self.cache_features:
                 x0, y0 = aligned_start(rng, cx + r - read, cx - r), aligned_start(rng, cy + r - read, cy - r)
             else:
-                x0 = int(np.floor(rng.uniform(cx + r - read, cx - r)))
-                y0 = int(np.floor(rng.uniform(cy + r - read, cy - r)))
+                x0, y0 = _start(rng, cx + r - read, cx - r, self.step), _start(rng, cy + r - read, cy - r, self.step)
             local = sec.centers - np.array([x0, y0], dtype=np.float32)
             inside = np.flatnonzero(
                 (local[:, 0] - sec.radii >= 0)
@@ -147,14 +157,19 @@ class PixNetPlan:
             xy, radius = local[inside], sec.radii[inside]
             if read != s:
                 crop, xy, radius = _resize(crop, s), xy * (s / read), radius * (s / read)
+            context = None if self._context[si] is None else self._context[si].tiles([(y0, x0)], s)[0]
             if self.augment:
-                crop, xy = flip_rotate(crop, xy, rng, size=s)
+                symmetry = random_dihedral(rng)
+                crop, xy = dihedral(crop, xy, *symmetry, size=s)
+                if context is not None:
+                    context = dihedral(context, xy[:0], *symmetry)[0]
             images.append(crop)
+            contexts.append(context)
             bidx.append(np.full(len(inside), b))
             centers.append(xy)
             radii.append(radius)
             targets.append(sec.targets[inside])
-        return {
+        batch = {
             "tokens" if self.cache_features else "images": np.stack(images),
             "batch_index": np.concatenate(bidx),
             "centers": np.concatenate(centers).astype(np.float32),
@@ -162,6 +177,9 @@ class PixNetPlan:
             "targets": np.concatenate(targets),
             "jitter_seed": int(rng.integers(2**31)),
         }
+        if contexts[0] is not None:
+            batch["context"] = np.stack(contexts)
+        return batch
 
     def _crop(self, si: int, y0: int, x0: int, size: int) -> np.ndarray:
         """The crop of section ``si`` at ``(y0, x0)``: its pixels, or its cached tokens (``y0``, ``x0`` aligned)."""
@@ -176,15 +194,24 @@ class PixNetPlan:
         if "tokens" in batch:
             maps = module(torch.from_numpy(batch["tokens"]).to(device).float(), from_tokens=True)
             return self._loss(maps, batch, device)
-        x = torch.from_numpy(batch["images"]).to(device)
+        x = self._jittered(torch.from_numpy(batch["images"]).to(device), batch["jitter_seed"])
+        extra = {}
+        if "context" in batch:  # the same seed gives the crop and its context the same colors
+            context = self._jittered(torch.from_numpy(batch["context"]).to(device), batch["jitter_seed"])
+            extra["context"] = self.module.normalize(context)
+        maps = module(self.module.normalize(x), **extra)  # `module` may be DDP's wrapper
+        return self._loss(maps, batch, device)
+
+    def _jittered(self, x, seed: int):
+        import torch
+
         if self.augment:
-            gen = torch.Generator(device=x.device).manual_seed(batch["jitter_seed"])
+            gen = torch.Generator(device=x.device).manual_seed(seed)
             x = color_jitter(x.float().div_(255), gen).mul_(255).round_().to(torch.uint8)
         if self.stain_augment:
-            gen = torch.Generator(device=x.device).manual_seed(batch["jitter_seed"] + 1)
+            gen = torch.Generator(device=x.device).manual_seed(seed + 1)
             x = stain_jitter(x.float().div_(255), gen).mul_(255).round_().to(torch.uint8)
-        maps = module(self.module.normalize(x))  # `module` may be DDP's wrapper
-        return self._loss(maps, batch, device)
+        return x
 
     def _loss(self, maps, batch: dict, device) -> dict:
         import torch
@@ -203,10 +230,19 @@ class PixNetPlan:
         if not self.val:
             return {}
         preds = [
-            predict_spots_tiled(module, s.image, s.centers, s.radii, self.grid, device, normalize=self.module.normalize)
-            for s in self.val
-        ]
+            predict_spots_tiled(module, s.image, s.centers, s.radii, self.grid, device, normalize=self.module.normalize,
+                                context=context)
+            for s, context in zip(self.val, self._val_context, strict=True)
+        ]  # fmt: skip
         return spot_metrics(preds, [s.targets for s in self.val])
+
+
+def _start(rng: np.random.Generator, low: float, high: float, step: int) -> int:
+    """A random crop start in ``[low, high]``, a multiple of ``step`` (1: any pixel)."""
+    first, last = math.ceil(low / step), math.floor(high / step)
+    if last < first:
+        raise ValueError(f"No crop start on a multiple of {step} px between {low:.1f} and {high:.1f}; raise `crop_px`.")
+    return step * int(rng.integers(first, last + 1))
 
 
 def _resize(crop: np.ndarray, size: int) -> np.ndarray:

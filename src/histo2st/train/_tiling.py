@@ -78,8 +78,12 @@ def default_batch_size(module, tile_px: int, device: str) -> int:
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     param = next(module.parameters())
+    extra = {}
+    if getattr(module, "context_margin", 0):
+        shape = (1, 3, *module.context_shape(tile_px, tile_px))
+        extra["context"] = torch.zeros(shape, device=device, dtype=param.dtype)
     with _FORWARD_LOCK, torch.no_grad():
-        module(torch.zeros((1, 3, tile_px, tile_px), device=device, dtype=param.dtype))
+        module(torch.zeros((1, 3, tile_px, tile_px), device=device, dtype=param.dtype), **extra)
     per_tile = max(1, torch.cuda.max_memory_allocated(device) - before)
     return int(np.clip(GPU_MEMORY_SHARE * free // per_tile, 1, GPU_MAX_BATCH))
 
@@ -104,10 +108,60 @@ def read_tile(image: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
     return out
 
 
-def run_network(module, tiles: np.ndarray, device, *, normalize, tta: int = 1) -> np.ndarray:
+@dataclass(frozen=True)
+class ContextImage:
+    """A slide ``factor`` times coarser than a PixNet's input, for its context branch (two-scale input).
+
+    ``image`` ``(3, h // factor, w // factor)`` uint8 holds block means of ``factor x factor`` input pixels (see
+    :func:`coarsen_image`), so context pixel ``i`` covers input pixels ``[i * factor, (i + 1) * factor)``; a tile's
+    context is that block of the coarse image plus ``margin`` coarse pixels on each side, white beyond the slide.
+    """
+
+    image: np.ndarray
+    factor: int
+    margin: int
+
+    @classmethod
+    def of(cls, image, module) -> ContextImage | None:
+        """The context of ``image`` (at the module's input resolution) for ``module``; ``None`` without a branch."""
+        if not getattr(module, "context_margin", 0):
+            return None
+        return cls(coarsen_image(image, module.context_factor), module.context_factor, module.context_margin)
+
+    def tiles(self, origins, size: int) -> np.ndarray:
+        """Contexts ``(n, 3, size / factor + 2 margin, ...)`` of the ``size`` px input tiles at ``origins`` (y, x).
+
+        Origins and ``size`` are input pixels, multiples of ``factor`` (tile grids and training crops keep to them).
+        """
+        f, m = self.factor, self.margin
+        if size % f or any(y % f or x % f for y, x in origins):
+            raise ValueError(f"Tiles with a context must start and end on multiples of {f} px, got {origins}, {size}.")
+        return np.stack([read_tile(self.image, y // f - m, x // f - m, size // f + 2 * m) for y, x in origins])
+
+
+def coarsen_image(image, factor: int) -> np.ndarray:
+    """``(3, h // factor, w // factor)`` uint8 block means of a ``(3, h, w)`` image (numpy, dask or zarr).
+
+    The last rows and columns that do not fill a block are left out, so block ``i`` always starts at ``i * factor``.
+    """
+    import dask.array as da
+
+    arr = image if isinstance(image, da.Array) else da.from_array(image, chunks=(3, 2048, 2048))
+    small = da.coarsen(np.mean, arr, {1: factor, 2: factor}, trim_excess=True)
+    return np.asarray(small.round().astype(np.uint8).compute(scheduler="synchronous"))
+
+
+def snap_halo(halo: int, module) -> int:
+    """``halo`` rounded down to a multiple of the module's context factor, so every tile starts on a coarse pixel."""
+    factor = module.context_factor if getattr(module, "context_margin", 0) else 1
+    return halo // factor * factor
+
+
+def run_network(module, tiles: np.ndarray, device, *, normalize, tta: int = 1, context=None) -> np.ndarray:
     """Run ``module`` on a ``(b, 3, s, s)`` uint8 batch (``normalize`` maps uint8 to network input); float32 maps.
 
     ``tta``: the mean over that many rotations and mirror images of each tile (see :func:`histo2st.nn.dihedral_mean`).
+    ``context``: the tiles' uint8 context images (:meth:`ContextImage.tiles`), turned with them.
     """
     import torch
 
@@ -115,7 +169,10 @@ def run_network(module, tiles: np.ndarray, device, *, normalize, tta: int = 1) -
 
     with _FORWARD_LOCK, torch.no_grad():
         x = normalize(torch.from_numpy(np.ascontiguousarray(tiles)).to(device))
-        return dihedral_mean(module, x, n=tta).cpu().numpy()
+        if context is None:
+            return dihedral_mean(module, x, n=tta).cpu().numpy()
+        c = normalize(torch.from_numpy(np.ascontiguousarray(context)).to(device))
+        return dihedral_mean(lambda a, b: module(a, context=b), (x, c), n=tta).cpu().numpy()
 
 
 def predict_cores(
@@ -129,12 +186,15 @@ def predict_cores(
     normalize,
     batch_size: int,
     tta: int = 1,
+    context: ContextImage | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Dense map ``(n_out, h, w)`` float32 of one block from its ``window`` (the block plus ``grid.halo`` each side).
 
     The block is cut into cores of ``grid.core`` from its top-left; core ``(i, j)`` is predicted from the tile of
     ``grid.input_px`` around it when ``on[i, j]``, in batches of ``batch_size`` tiles, and is NaN otherwise.
-    ``tta`` as in :func:`run_network`.
+    ``tta`` as in :func:`run_network`. ``context``: the slide's coarse image for a module with a context branch,
+    with ``origin`` the block's top-left ``(y, x)`` in the slide.
     """
     h, w = window.shape[1] - 2 * grid.halo, window.shape[2] - 2 * grid.halo
     origins = [(y, x) for y in range(0, h, grid.core) for x in range(0, w, grid.core)]
@@ -142,8 +202,12 @@ def predict_cores(
     out = np.full((n_out, h, w), np.nan, dtype=np.float32)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
+        ctx = None
+        if context is not None:
+            ctx = context.tiles([(origin[0] + y - grid.halo, origin[1] + x - grid.halo) for y, x in chunk],
+                                grid.input_px)  # fmt: skip
         maps = run_network(module, np.stack([read_tile(window, y, x, grid.input_px) for y, x in chunk]), device,
-                           normalize=normalize, tta=tta)  # fmt: skip
+                           normalize=normalize, tta=tta, context=ctx)  # fmt: skip
         for (y, x), dense in zip(chunk, maps, strict=True):
             ye, xe = min(y + grid.core, h), min(x + grid.core, w)
             out[:, y:ye, x:xe] = dense[:, grid.halo : grid.halo + ye - y, grid.halo : grid.halo + xe - x]
@@ -160,10 +224,12 @@ def predict_spots_tiled(
     *,
     normalize,
     batch_size=4,
+    context: ContextImage | None = None,
 ) -> np.ndarray:
     """Mean predicted expression over each circle, from tiles whose core holds the circle's center.
 
-    Only tiles that contain spots are computed; the dense maps are never held for the whole image.
+    Only tiles that contain spots are computed; the dense maps are never held for the whole image. ``context``: the
+    image's coarse version for a module with a context branch.
     """
     from .._kernels import aggregate_circles
 
@@ -175,13 +241,10 @@ def predict_spots_tiled(
     out = None
     for start in range(0, len(keys), batch_size):
         chunk = keys[start : start + batch_size]
-        tiles = np.stack(
-            [
-                read_tile(image, ty * grid.core - grid.halo, tx * grid.core - grid.halo, grid.input_px)
-                for ty, tx in chunk
-            ]
-        )
-        maps = run_network(module, tiles, device, normalize=normalize)
+        origins = [(ty * grid.core - grid.halo, tx * grid.core - grid.halo) for ty, tx in chunk]
+        tiles = np.stack([read_tile(image, y, x, grid.input_px) for y, x in origins])
+        ctx = None if context is None else context.tiles(origins, grid.input_px)
+        maps = run_network(module, tiles, device, normalize=normalize, context=ctx)
         for (ty, tx), dense in zip(chunk, maps, strict=True):
             sel = np.flatnonzero((tile_y == ty) & (tile_x == tx))
             local = centers[sel] - np.array([tx * grid.core - grid.halo, ty * grid.core - grid.halo])
