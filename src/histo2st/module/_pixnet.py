@@ -32,8 +32,9 @@ class PixNetModule(nn.Module):
         channels, resized bilinearly to ``(H, W)``, then the optional ``output_activation``.
 
     Choices and deviations, with reasons
-        - Only the issue's summary of the paper's equations was available to us, not the method section itself;
-          the details below fill its gaps and should be checked against the paper.
+        - The paper's method section (Eq. 1-6) fixes the structure above; it calls DFFN "a convolution-based
+          two-layer feedforward block" and leaves its kernels, the deconvolution's kernel and the start of
+          ``delta`` open. The details below fill those gaps.
         - ``L = 5`` by default: every ResNet18 stage, from the stem at half resolution to layer4, as a U-Net on
           ResNet18 does; the map therefore comes from features at half the input resolution. Smaller ``L`` drops the
           deepest layers (cheaper, smaller receptive field).

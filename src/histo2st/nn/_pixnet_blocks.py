@@ -17,8 +17,9 @@ class DFFN(nn.Module):
 
     ``W1`` is a 3 x 3 convolution ``channels -> hidden_dim`` and ``W2`` a 1 x 1 convolution back to ``channels``.
 
-    Choices where the paper's text was not available to us (only the issue's summary "a convolution-based two-layer
-    feed-forward block, hidden width 512"): the first layer is 3 x 3 because the stride-2 transposed convolutions
+    Choices where the paper leaves the block open (its method section says "a convolution-based two-layer feedforward
+    block", citing Fan et al., CVPR 2024, and its implementation section "hidden dimensions of 512 in our decoder"):
+    the first layer is 3 x 3 because the stride-2 transposed convolutions
     before it mix no information across their 2 x 2 output blocks, so a purely 1 x 1 decoder would give blocky maps;
     the second is 1 x 1 to halve the cost, which dominates the whole network at fine levels. The residual connection
     keeps the block near identity at initialization, as in transformer feed-forward blocks, so the skip features
