@@ -16,7 +16,7 @@ TINY = dict(microns_per_pixel=4.0, hidden_dim=8, pyramid_levels=4, crop_px=64, b
 
 def test_coarsen_image_takes_block_means_and_drops_partial_blocks():
     image = np.arange(3 * 6 * 9, dtype=np.uint8).reshape(3, 6, 9)
-    small = coarsen_image(image, 2)
+    small = coarsen_image(image, 2).compute()
     assert small.shape == (3, 3, 4)
     assert small.dtype == np.uint8
     np.testing.assert_array_equal(small[:, 1, 2], np.round(image[:, 2:4, 4:6].mean(axis=(1, 2))))
@@ -25,11 +25,11 @@ def test_coarsen_image_takes_block_means_and_drops_partial_blocks():
 def test_context_tiles_are_the_coarse_window_around_each_tile():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (3, 96, 128), dtype=np.uint8)
-    context = ContextImage(coarsen_image(image, 4), factor=4, margin=8)
+    context = ContextImage(coarsen_image(image, 4).compute(), factor=4, margin=8)
     (tile,) = context.tiles([(16, 32)], 32)
     assert tile.shape == (3, 32 // 4 + 16, 32 // 4 + 16)
     # the window of input pixels the context spans, coarsened (white where it leaves the slide)
-    np.testing.assert_array_equal(tile, coarsen_image(read_tile(image, 16 - 32, 32 - 32, 32 + 64), 4))
+    np.testing.assert_array_equal(tile, coarsen_image(read_tile(image, 16 - 32, 32 - 32, 32 + 64), 4).compute())
     assert (tile[:, :4] == 255).all()
     with pytest.raises(ValueError, match="multiples of 4"):
         context.tiles([(2, 0)], 32)
@@ -76,7 +76,7 @@ def test_crops_come_with_their_context_turned_alike(tissue):
             assert batch["context"].shape == (4, 3, 64 // 2 + 16, 64 // 2 + 16)
             for crop, context in zip(batch["images"], batch["context"], strict=True):
                 # the center of the context is the crop, coarsened: same place, same flip and rotation
-                np.testing.assert_array_equal(context[:, 8:-8, 8:-8], coarsen_image(crop, 2))
+                np.testing.assert_array_equal(context[:, 8:-8, 8:-8], coarsen_image(crop, 2).compute())
     with pytest.raises(ValueError, match="context branch cannot go"):
         PixNetPlan(module, [section], [], crop_px=64, stain_augment=True)
 

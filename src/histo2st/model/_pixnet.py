@@ -246,7 +246,7 @@ class PixNet(EncoderReference, BaseModel):
             device=device,
             batch_size=batch_size,
             tta=tta,
-            context=dask.delayed(ContextImage.of(image, self.module), pure=False),
+            context=ContextImage.of(image, self.module, lazy=True),  # one graph node, like the module
         )
 
 

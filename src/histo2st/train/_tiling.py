@@ -122,11 +122,19 @@ class ContextImage:
     margin: int
 
     @classmethod
-    def of(cls, image, module) -> ContextImage | None:
-        """The context of ``image`` (at the module's input resolution) for ``module``; ``None`` without a branch."""
+    def of(cls, image, module, *, lazy: bool = False):
+        """The context of ``image`` (at the module's input resolution) for ``module``; ``None`` without a branch.
+
+        ``lazy``: a ``dask.delayed`` one, computed once when a graph that uses it runs (lazy prediction).
+        """
         if not getattr(module, "context_margin", 0):
             return None
-        return cls(coarsen_image(image, module.context_factor), module.context_factor, module.context_margin)
+        small = coarsen_image(image, module.context_factor)
+        if lazy:
+            import dask
+
+            return dask.delayed(cls)(small, module.context_factor, module.context_margin)
+        return cls(small.compute(scheduler="synchronous"), module.context_factor, module.context_margin)
 
     def tiles(self, origins, size: int) -> np.ndarray:
         """Contexts ``(n, 3, size / factor + 2 margin, ...)`` of the ``size`` px input tiles at ``origins`` (y, x).
@@ -139,16 +147,15 @@ class ContextImage:
         return np.stack([read_tile(self.image, y // f - m, x // f - m, size // f + 2 * m) for y, x in origins])
 
 
-def coarsen_image(image, factor: int) -> np.ndarray:
-    """``(3, h // factor, w // factor)`` uint8 block means of a ``(3, h, w)`` image (numpy, dask or zarr).
+def coarsen_image(image, factor: int):
+    """Lazy ``(3, h // factor, w // factor)`` uint8 block means (dask) of a ``(3, h, w)`` image (numpy, dask, zarr).
 
     The last rows and columns that do not fill a block are left out, so block ``i`` always starts at ``i * factor``.
     """
     import dask.array as da
 
     arr = image if isinstance(image, da.Array) else da.from_array(image, chunks=(3, 2048, 2048))
-    small = da.coarsen(np.mean, arr, {1: factor, 2: factor}, trim_excess=True)
-    return np.asarray(small.round().astype(np.uint8).compute(scheduler="synchronous"))
+    return da.coarsen(np.mean, arr, {1: factor, 2: factor}, trim_excess=True).round().astype(np.uint8)
 
 
 def snap_halo(halo: int, module) -> int:
