@@ -37,6 +37,15 @@ ema_decay
     ``"cpu"``: 0.99; otherwise off).
 """
 
+#: ``target_components`` of every model trained by gradient steps.
+TARGET_COMPONENTS_DOC = """
+target_components
+    Train on the training spots' expression projected on its first principal components (scikit-learn's
+    PCA over all training spots) instead of the measured values; validation spots keep theirs. Not in
+    the papers: it drops each spot's gene-by-gene counting noise, which a few hundred spots cannot average
+    out (see the docs page "Models"). ``None``: the measured values, as the papers.
+"""
+
 
 def doc_params(**fragments: str):
     """Decorator: replace each docstring line that holds only ``{name}`` by the fragment ``name``."""

@@ -64,6 +64,10 @@ class BaseModel:
         stain = init_params.get("stain_normalization")
         if stain is not None and stain not in STAIN_METHODS:
             raise ValueError(f"Unknown `stain_normalization={stain!r}`; use None or one of {list(STAIN_METHODS)}.")
+        components = init_params.get("target_components")
+        if components is not None and (isinstance(components, bool) or not isinstance(components, int | np.integer)
+                                       or components < 1):  # fmt: skip
+            raise ValueError(f"`target_components` must be a positive integer or None, got {components!r}.")
         self.genes = genes
         self.microns_per_pixel = float(microns_per_pixel)
         self.init_params = dict(init_params)
@@ -168,6 +172,7 @@ class BaseModel:
         sections, norm = prepare_sections(data, self.genes, self.microns_per_pixel)
         train, val, val_desc = split_validation(sections, validation, seed=config.seed)
         sections, train, val = self._normalize_training_stains(sections, train, val)
+        train = self._denoise_training_targets(train)
         if not val:
             config = replace(config, patience=None)
         self.history = self._fit_sections(train, val, config)
@@ -204,6 +209,20 @@ class BaseModel:
         history = Trainer(plan, config).fit()
         self._after_training(plan)
         return history
+
+    def _denoise_training_targets(self, train: list) -> list:
+        """The training sections, their targets projected on principal components as ``target_components`` asks.
+
+        Validation spots keep their measured values, so early stopping judges against what a user will measure.
+        """
+        from ..train import denoise_targets
+
+        components = self.init_params.get("target_components")
+        if components is None:
+            self.card.pop("target_denoising", None)
+            return train
+        train, self.card["target_denoising"] = denoise_targets(train, int(components))
+        return train
 
     def _normalize_training_stains(self, sections: list, train: list, val: list) -> tuple[list, list, list]:
         """Stain-normalize the training images as set by ``stain_normalization`` and record it in the card.

@@ -10,6 +10,7 @@ import dask.array as da
 import numpy as np
 
 from .._core._resample import resample_image
+from .._docs import TARGET_COMPONENTS_DOC, doc_params
 from .._logging import logger
 from .._settings import settings
 from ..train import (
@@ -27,6 +28,7 @@ from ._base import BaseModel, init_params
 from ._encoder_model import EncoderReference
 
 
+@doc_params(target_components=TARGET_COMPONENTS_DOC)
 class PixNet(EncoderReference, BaseModel):
     """PixNet (Zhang, Yang, Pan): a pyramidal encoder and a U-Net-style decoder predicting a dense gene map.
 
@@ -89,6 +91,7 @@ class PixNet(EncoderReference, BaseModel):
         Two-scale input (not in the paper): µm of tissue on each side of every crop and tile that a second, small
         encoder sees at 4x coarser resolution, its features added to the deepest ones (see
         :class:`~histo2st.module.PixNetModule`); ``None``: one scale, as in the paper. Rounded to 8 coarse pixels.
+    {target_components}
     **module_kwargs
         Passed to :class:`~histo2st.module.PixNetModule`.
     """
@@ -131,6 +134,7 @@ class PixNet(EncoderReference, BaseModel):
         cache_features: bool = False,
         stain_normalization: str | None = None,
         context_um: float | None = None,
+        target_components: int | None = None,
         **module_kwargs,
     ) -> None:
         params = init_params(locals())
@@ -155,7 +159,7 @@ class PixNet(EncoderReference, BaseModel):
 
         p, source = self.init_params, self._encoder_source
         not_module = {*self._plan_args, "tile_px", "hidden_dim", "stain_normalization", "encoder", "encoder_weights",
-                      "encoder_args", "context_um"}  # fmt: skip
+                      "encoder_args", "context_um", "target_components"}  # fmt: skip
         extra = {k: v for k, v in p.items() if k not in not_module}
         if p.get("context_um"):
             coarse_um = self.microns_per_pixel * 2 ** extra.get("pyramid_levels", 5) / 8

@@ -8,6 +8,7 @@ import math
 import dask.array as da
 import numpy as np
 
+from .._docs import TARGET_COMPONENTS_DOC, doc_params
 from .._logging import logger
 from .._settings import settings
 from ..train import grid_coordinates, predict_windows
@@ -19,6 +20,7 @@ PAPER_PATCH_PX = 112
 PAPER_PATCH_UM = 112 * 0.69
 
 
+@doc_params(target_components=TARGET_COMPONENTS_DOC)
 class THItoGene(BaseModel):
     """THItoGene (Jia et al., Brief Bioinform 2024): ODConv, Efficient-CapsNet, a ViT over spots and a GAT.
 
@@ -72,6 +74,7 @@ class THItoGene(BaseModel):
         ones are aggregated from the dense image (see :meth:`predict_points`).
     grid_pitch_um
         Grid step in µm of the position embeddings at prediction; set by :meth:`train` (see Notes).
+    {target_components}
     **module_kwargs
         Passed to :class:`~histo2st.module.THItoGeneModule` (``caps``, ``route_dim``, ``depth``, ``heads``, ...).
 
@@ -117,6 +120,7 @@ class THItoGene(BaseModel):
         max_direct_spots: int = 100_000,
         grid_pitch_um: float | None = None,
         stain_normalization: str | None = None,
+        target_components: int | None = None,
         **module_kwargs,
     ) -> None:
         params = init_params(locals())
@@ -214,6 +218,7 @@ class THItoGene(BaseModel):
 _MODEL_KEYS = (
     "patch_um", "patch_px", "loss", "lam", "lr", "weight_decay", "encoder_lr", "window_spots", "windows_per_epoch",
     "batch_size", "augment", "dense_um", "max_direct_spots", "grid_pitch_um", "stain_normalization",
+    "target_components",
 )  # fmt: skip
 
 

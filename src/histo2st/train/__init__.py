@@ -3,7 +3,7 @@
 from ._pixnet_plan import PixNetPlan
 from ._precision import native_bfloat16
 from ._progress import TrainingProgress
-from ._sections import Section, common_genes, normalize_stains, prepare_sections, split_validation
+from ._sections import Section, common_genes, denoise_targets, normalize_stains, prepare_sections, split_validation
 from ._spot_windows import grid_coordinates, predict_windows
 from ._ssl_plan import BYOLPlan, TileSlide, tissue_tile_centers
 from ._thitogene_plan import THItoGenePlan
@@ -38,6 +38,7 @@ __all__ = [
     "core_chunks",
     "cores_per_chunk",
     "default_batch_size",
+    "denoise_targets",
     "grid_coordinates",
     "make_grid",
     "native_bfloat16",

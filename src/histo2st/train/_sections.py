@@ -216,3 +216,35 @@ def split_validation(sections: list[Section], validation, *, seed: int) -> tuple
         train.append(subset_section(section, ~held))
         val.append(subset_section(section, held))
     return train, val, {"kind": "spots", "fraction": fraction, "seed": seed}
+
+
+def denoise_targets(sections: list[Section], n_components: int) -> tuple[list[Section], dict]:
+    """The sections with their targets replaced by their projection on the first principal components.
+
+    The components (scikit-learn's PCA) are fitted on the targets of all ``sections`` together, so genes that vary
+    together across the training spots keep their shared variation and each spot's gene-by-gene counting noise is
+    dropped. Returns the new sections (images shared, not copied) and a record for the model card.
+    """
+    from dataclasses import replace
+
+    from sklearn.decomposition import PCA
+
+    targets = np.concatenate([s.targets for s in sections if s.n_spots])
+    limit = min(targets.shape) - 1
+    if not 0 < n_components <= limit:
+        raise ValueError(
+            f"`target_components={n_components}` must be between 1 and {limit} (one less than the fewest of "
+            f"{targets.shape[0]} training spots and {targets.shape[1]} genes); choose fewer components, or None to "
+            "train on the measured values."
+        )
+    pca = PCA(n_components=n_components, svd_solver="full").fit(targets)
+    denoised = [
+        replace(s, targets=pca.inverse_transform(pca.transform(s.targets)).astype(np.float32)) if s.n_spots else s
+        for s in sections
+    ]
+    explained = float(pca.explained_variance_ratio_.sum())
+    logger.info(
+        f"Training targets projected on their first {n_components} principal components ({explained:.1%} of their "
+        f"variance over {targets.shape[0]} spots); validation spots keep their measured values."
+    )
+    return denoised, {"components": n_components, "explained_variance": round(explained, 4)}
