@@ -65,8 +65,8 @@ class BaseModel:
         if stain is not None and stain not in STAIN_METHODS:
             raise ValueError(f"Unknown `stain_normalization={stain!r}`; use None or one of {list(STAIN_METHODS)}.")
         components = init_params.get("target_components")
-        if components is not None and (isinstance(components, bool) or not isinstance(components, int | np.integer)
-                                       or components < 1):  # fmt: skip
+        integer = isinstance(components, int | np.integer) and not isinstance(components, bool)
+        if components is not None and not (integer and components >= 1):
             raise ValueError(f"`target_components` must be a positive integer or None, got {components!r}.")
         self.genes = genes
         self.microns_per_pixel = float(microns_per_pixel)
@@ -219,7 +219,6 @@ class BaseModel:
 
         components = self.init_params.get("target_components")
         if components is None:
-            self.card.pop("target_denoising", None)
             return train
         train, self.card["target_denoising"] = denoise_targets(train, int(components))
         return train
