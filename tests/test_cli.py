@@ -211,10 +211,12 @@ def test_fit_predict_info_end_to_end(store, tmp_path, tiny_pixnet, capsys):
     assert summary.loc["pooled", "MSE training mean"] > 0  # predict recorded the model's training mean
     # the color/texture ridge fitted on the training store, scored beside the model
     out_json = tmp_path / "evaluation.json"
-    assert main(["evaluate", str(store), "--baseline", str(store), "--out", str(out_json), "-q"]) == 0
+    flags = ["--baseline", str(store), "--ceiling", "--out", str(out_json), "-q"]
+    assert main(["evaluate", str(store), *flags]) == 0
     rows = {row["section"]: row for row in json.loads(out_json.read_text())}
     assert -1 <= rows["synthetic"]["PCC@M ridge"] <= 1
     assert rows["synthetic"]["MSE ridge"] > 0
+    assert 0 < rows["synthetic"]["PCC@M ceiling"] <= 1
 
 
 def test_fit_an_ensemble_and_predict_its_spread(tmp_path, tiny_pixnet, capsys):

@@ -36,6 +36,8 @@ def test_her2st_ridge_writes_protocol_and_results(script, tmp_path, capsys):
     assert all(math.isfinite(section[m]) for m in ("MSE", "MAE", "PCC@M", "PCC@S", "PCC@F", "ARI", "spread"))
     assert section["PCC@F"] <= section["PCC@S"]
     assert section["spread"] > 0
+    assert 0 < section["PCC@M ceiling"] <= 1  # how far a model could go on the test spots
+    assert section["PCC@M / ceiling"] == pytest.approx(section["PCC@M"] / section["PCC@M ceiling"])
     assert 0 < ridge["rss_after_load_gb"] <= ridge["peak_rss_gb"]
     assert ridge["alpha"] > 0
     assert ridge["patch_um"] == 55.0

@@ -206,3 +206,30 @@ def test_ridge_baseline_needs_the_evaluated_genes():
     train.tables["table"] = train.tables["table"][:, GENES[:4]].copy()
     with pytest.raises(KeyError, match="lacks 4 of the evaluated genes"):
         st.tl.evaluate(test, baseline=train)
+
+
+def test_noise_ceiling_splits_the_measured_counts_of_each_section_and_pooled(sections):
+    summary = st.tl.evaluate(sections, seed=0, ceiling=True)
+    assert list(summary.columns[-2:]) == ["PCC@M ceiling", "PCC@M / ceiling"]
+    for name, sdata in sections.items():
+        table = sdata.tables["table"]
+        expected = st.metrics.noise_ceiling(table.layers["counts"], table.obs["total_counts"], target_sum=1e4, seed=0)
+        per_gene = sdata.tables["pred_spots"].var["evaluation_pcc_ceiling"].to_numpy()
+        np.testing.assert_allclose(per_gene, expected)
+        assert summary.loc[name, "PCC@M ceiling"] == pytest.approx(expected.mean())
+        ratio = summary.loc[name, "PCC@M"] / expected.mean()
+        assert summary.loc[name, "PCC@M / ceiling"] == pytest.approx(ratio)
+    # domains with rates of tens of counts: the measurement holds most of the signal
+    assert (summary["PCC@M ceiling"] > 0.8).all()
+    assert sections["A1"].tables["pred_spots"].uns["histo2st"]["evaluation"]["params"]["ceiling"]
+    scores = st.tl.gene_scores(sections).set_index(["section", "gene"])
+    per_gene = sections["B1"].tables["pred_spots"].var["evaluation_pcc_ceiling"]
+    np.testing.assert_allclose(scores.loc["B1", "ceiling"].loc[GENES], per_gene.loc[GENES])
+
+
+def test_noise_ceiling_needs_the_raw_counts(sections):
+    del sections["B1"].tables["table"].layers["counts"]
+    with pytest.raises(ValueError, match="ceiling=True.*'B1'.*st.pp.normalize"):
+        st.tl.evaluate(sections, ceiling=True)
+    assert "PCC@M ceiling" not in st.tl.evaluate(sections).columns
+    assert "ceiling" not in st.tl.gene_scores(sections).columns

@@ -12,7 +12,8 @@ DESCRIPTION = (
     "Read stores holding predictions (histo2st predict), normalize measured tables that are not normalized yet, run "
     "st.tl.evaluate over all of them (one row per section and a pooled row) and print the summary. --out writes it "
     "as CSV or JSON (by the file's suffix). --baseline names the model's training stores: the color/texture ridge is "
-    "fitted there and scored beside the model. The stores are not modified."
+    "fitted there and scored beside the model. --ceiling adds the split-half noise ceiling of the measured counts: "
+    "how high a PCC the measurement allows. The stores are not modified."
 )
 DEFAULTS = {
     "stores": [],
@@ -23,6 +24,7 @@ DEFAULTS = {
     "key_added": None,
     "seed": None,
     "baseline": [],
+    "ceiling": False,
     "out": None,
     "overwrite": False,
 }
@@ -52,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STORE",
         help="stores of the model's training sections: fit the color/texture ridge there and score it beside the model",
     )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="estimate the noise ceiling of the measured counts (the PCC a perfect prediction would expect)",
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the summary to a .csv or .json file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
@@ -77,6 +84,7 @@ def run(opts: argparse.Namespace) -> None:
     for sdata in stores:
         normalize_if_needed(sdata, opts.truth_key)
     kwargs = {key: getattr(opts, key) for key in PASSED if getattr(opts, key) is not None}
+    kwargs["ceiling"] = bool(opts.ceiling)
     if references:
         baseline = [read_store(p) for p in references]
         for sdata in baseline:

@@ -11,6 +11,7 @@ from ._calibration import (
     uncertainty_error_spearman,
     z_of,
 )
+from ._ceiling import noise_ceiling
 from ._domains import kmeans_ari, kmeans_labels
 from ._errors import mae, mse
 from ._maps import ssim_per_gene
@@ -24,6 +25,7 @@ __all__ = [
     "kmeans_labels",
     "mae",
     "mse",
+    "noise_ceiling",
     "pcc_per_gene",
     "pcc_summary",
     "pearson_per_gene",

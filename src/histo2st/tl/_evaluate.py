@@ -23,6 +23,7 @@ from ..metrics import (
     uncertainty_error_spearman,
 )
 from ._baselines import MEAN_COLUMNS, RIDGE, RIDGE_COLUMNS, baseline_metrics, fit_ridge, training_means
+from ._ceiling import CEILING_COLUMNS, ceiling_inputs, ceiling_metrics, ceilings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ def evaluate(
     key_added: str = "evaluation",
     seed: int | None = None,
     baseline=None,
+    ceiling: bool = False,
 ) -> pd.DataFrame:
     """Compare predicted with measured expression at the measured spots, per section and pooled over sections.
 
@@ -85,6 +87,12 @@ def evaluate(
         ridge (:class:`~histo2st.model.ColorTextureRidge`) on, normally the model's training sections; it is then
         scored on the same spots as the model. ``None`` skips it. It costs a pass over each section's H&E at
         2 µm/px (seconds per her2st section).
+    ceiling
+        Also estimate how high a PCC the measurement allows: the split-half noise ceiling of each gene
+        (:func:`histo2st.metrics.noise_ceiling`: the raw counts in the measured table's ``layers["counts"]`` thinned
+        into two halves 8 times, each normalized as :func:`histo2st.pp.normalize` did), the correlation a prediction
+        of the exact expression behind the counts would expect. Needs the raw counts and ``obs["total_counts"]``
+        that :func:`histo2st.pp.normalize` keeps; costs 16 normalizations of the evaluated genes' counts.
 
     Returns
     -------
@@ -104,17 +112,20 @@ def evaluate(
         a model that learnt nothing from the image predicts): ``"MSE training mean"`` and ``"R2 training mean"``
         (``1 - MSE / MSE training mean``; a constant has no PCC, so PCC's trivial bar is 0). With ``baseline``, the
         ridge's ``"MSE ridge"``, ``"PCC@M ridge"``, ``"PCC@S ridge"``, ``"PCC@F ridge"`` and ``"PCC@M / ridge"``
-        (the model's PCC@M over the ridge's; NaN when the ridge's is not positive). In each section's prediction
-        table (in memory):
+        (the model's PCC@M over the ridge's; NaN when the ridge's is not positive). With ``ceiling``,
+        ``"PCC@M ceiling"`` (the mean over genes of the noise ceiling) and ``"PCC@M / ceiling"`` (the share of it the
+        model reaches). In each section's prediction table (in memory):
     ``table.var[f"{key_added}_pcc"]``
         Pearson correlation of the gene across the section's spots (NaN for genes not evaluated or constant).
     ``table.var[f"{key_added}_pcc_ridge"]``
         The ridge's (only with ``baseline``).
+    ``table.var[f"{key_added}_pcc_ceiling"]``
+        The gene's noise ceiling in this section (only with ``ceiling``).
     ``table.var[f"{key_added}_pvalue"]``
         Its two-sided p-value (:func:`scipy.stats.pearsonr`).
     ``table.uns["histo2st"][key_added]``
         ``"params"`` (``pred_key``, ``truth_key``, ``genes``, ``n_clusters``, ``seed``, ``sections``,
-        ``baseline``: the ridge's sections, empty without one), ``"summary"``
+        ``baseline``: the ridge's sections, empty without one, ``ceiling``), ``"summary"``
         (this section's row) and ``"pooled"`` (the pooled row).
 
     Raises
@@ -154,8 +165,12 @@ def evaluate(
         ari = kmeans_ari(p, t, n_clusters, seed=seed) if n_clusters is not None else np.nan
         rows[name] = _row("section", p, t, scores[name][0], ari, arrays[name][2], bars[name])
     rows[POOLED] = _pooled_row(arrays, bars, rows, n_clusters is not None)
+    bounds = _ceilings(samples, pairs, genes, truth_key, seed) if ceiling else {}
+    for scope, values in bounds.items():
+        rows[scope].update(ceiling_metrics(rows[scope]["PCC@M"], values))
     columns = [*SUMMARY_COLUMNS, *(MEAN_COLUMNS if means is not None else ()),
-               *(RIDGE_COLUMNS if ridge is not None else ()), *(UNCERTAINTY_COLUMNS if uncertain else ())]  # fmt: skip
+               *(RIDGE_COLUMNS if ridge is not None else ()), *(UNCERTAINTY_COLUMNS if uncertain else ()),
+               *(CEILING_COLUMNS if ceiling else ())]  # fmt: skip
     summary = pd.DataFrame.from_dict(rows, orient="index").loc[:, columns]
     summary.index.name = "section"
 
@@ -167,18 +182,33 @@ def evaluate(
         "seed": seed,
         "sections": np.asarray(list(samples), dtype=str),
         "baseline": np.asarray([] if baseline is None else list(as_samples(baseline)), dtype=str),
+        "ceiling": bool(ceiling),
     }
     for name, sample in samples.items():
         per_gene = {"pcc": scores[name][0], "pvalue": scores[name][1]}
         if ridge is not None:
             per_gene["pcc_ridge"] = pearson_per_gene(bars[name][RIDGE], arrays[name][1])[0]
+        if ceiling:
+            per_gene["pcc_ceiling"] = bounds[name]
         entry = {"params": dict(params), "summary": rows[name], "pooled": rows[POOLED]}
         _write_section(sample.tables[pred_key], genes, per_gene, entry, key_added)
     written = [f'var["{key_added}_pcc"]', f'var["{key_added}_pvalue"]', f'uns["histo2st"]["{key_added}"]']
     if ridge is not None:
         written.insert(2, f'var["{key_added}_pcc_ridge"]')
+    if ceiling:
+        written.insert(2, f'var["{key_added}_pcc_ceiling"]')
     log_added(f"tables['{pred_key}'] of {len(samples)} section(s), {len(genes)} genes", written, start)
     return summary
+
+
+def _ceilings(samples: dict, pairs: dict, genes: list[str], truth_key: str, seed: int) -> dict[str, np.ndarray]:
+    """Per-gene noise ceilings of each section and pooled, at the evaluated spots."""
+    inputs = {
+        name: ceiling_inputs(samples[name].tables[truth_key], truth, genes, name, truth_key)
+        for name, (_, truth) in pairs.items()
+    }
+    sections, pooled = ceilings(inputs, seed)
+    return {**sections, POOLED: pooled}
 
 
 def _pooled_row(arrays: dict, bars: dict, rows: dict, clustered: bool) -> dict:
@@ -219,8 +249,9 @@ def gene_scores(
     -------
     pandas.DataFrame
         Columns ``"section"``, ``"gene"``, ``"pcc"``, ``"pvalue"`` and ``"neg_log10_pvalue"`` (``-log10 p``, with
-        p-values that underflow to 0 clipped to the smallest positive float), one row per evaluated gene and section,
-        sorted by section (in the given order) then by descending ``pcc`` (NaN last).
+        p-values that underflow to 0 clipped to the smallest positive float), and ``"ceiling"`` (the gene's noise
+        ceiling) when the evaluation estimated it (``ceiling=True``), one row per evaluated gene and section, sorted
+        by section (in the given order) then by descending ``pcc`` (NaN last).
     """
     from .._core import as_samples
 
@@ -237,7 +268,10 @@ def gene_scores(
             )
         genes = [str(g) for g in entry["params"]["genes"]]
         var = table.var.loc[genes, [f"{key}_pcc", f"{key}_pvalue"]].to_numpy()
-        frames.append(pd.DataFrame({"section": name, "gene": genes, "pcc": var[:, 0], "pvalue": var[:, 1]}))
+        frame = pd.DataFrame({"section": name, "gene": genes, "pcc": var[:, 0], "pvalue": var[:, 1]})
+        if entry["params"].get("ceiling"):
+            frame["ceiling"] = table.var.loc[genes, f"{key}_pcc_ceiling"].to_numpy()
+        frames.append(frame)
     scores = pd.concat(frames, ignore_index=True)
     tiny = np.finfo(np.float64).tiny
     scores["neg_log10_pvalue"] = -np.log10(np.maximum(scores["pvalue"].to_numpy(dtype=np.float64), tiny))
