@@ -256,3 +256,18 @@ def test_pretrain_speed_times_both_precisions(script, capsys):
     assert result["speedup_bfloat16"] == pytest.approx(
         result["seconds_per_step_float32"] / result["seconds_per_step_bfloat16"]
     )
+
+
+def test_her2st_limits_on_two_real_sections(script, shared_data, tmp_path, capsys):
+    out = tmp_path / "limits.json"
+    result = script("her2st_limits").main(["--root", str(shared_data), "--sections", "C2", "C3", "--out", str(out)])
+    capsys.readouterr()
+    assert json.loads(out.read_text()) == result
+    assert [fold["test"] for fold in result["folds"]] == ["C2", "C3"]
+    for fold in result["folds"]:
+        # the measurement allows far more than either reference reaches
+        assert 0.3 < fold["ceiling"] <= 1
+        assert fold["neighbours"] < fold["ceiling"]
+        assert -1 < fold["ridge, 1 sections"] < fold["ceiling"]
+        assert len(fold["ridge, 1 sections, each set"]) == 1
+        assert fold["training spots, 1 sections"] > 100
