@@ -92,7 +92,8 @@ def evaluate(
         (:func:`histo2st.metrics.noise_ceiling`: the raw counts in the measured table's ``layers["counts"]`` thinned
         into two halves 8 times, each normalized as :func:`histo2st.pp.normalize` did), the correlation a prediction
         of the exact expression behind the counts would expect. Needs the raw counts and ``obs["total_counts"]``
-        that :func:`histo2st.pp.normalize` keeps; costs 16 normalizations of the evaluated genes' counts.
+        that :func:`histo2st.pp.normalize` keeps; costs 16 normalizations of the evaluated genes' counts per section
+        and 16 more for the pooled row.
 
     Returns
     -------
