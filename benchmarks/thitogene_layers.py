@@ -37,19 +37,33 @@ def layers(module) -> dict:
     }
 
 
+def one_window(model, sdata) -> dict:
+    """Every spot of the one section of ``sdata`` as one window: its section, patches, grid and graph as tensors."""
+    import torch
+
+    from histo2st.train import prepare_sections
+    from histo2st.train._spot_windows import _adjacency, cut_patches, grid_coordinates, window_grid
+
+    (sec,), _ = prepare_sections(sdata, list(model.genes), model.microns_per_pixel)
+    grid = window_grid(grid_coordinates(sec.centers * sec.microns_per_pixel, model.init_params["grid_pitch_um"]))
+    return {
+        "section": sec,
+        "patches": torch.from_numpy(cut_patches(sec.image, sec.centers, model.module.patch_px)).float().div_(255),
+        "grid": grid,
+        "adjacency": _adjacency(sec.centers, "cpu"),
+    }
+
+
 def layer_spreads(model, sdata) -> dict:
     """Run ``model``'s network on every spot of ``sdata`` as one window; per layer spread, magnitude and ratio."""
     import torch
 
     import histo2st as st
-    from histo2st.train import prepare_sections
-    from histo2st.train._spot_windows import _adjacency, cut_patches, grid_coordinates, window_grid
 
     module = model.module.eval()
-    (sec,), _ = prepare_sections(sdata, list(model.genes), model.microns_per_pixel)
+    window = one_window(model, sdata)
+    sec, patches, grid = window["section"], window["patches"], window["grid"]
     n = sec.n_spots
-    grid = window_grid(grid_coordinates(sec.centers * sec.microns_per_pixel, model.init_params["grid_pitch_um"]))
-    patches = torch.from_numpy(cut_patches(sec.image, sec.centers, module.patch_px)).float().div_(255)
     outputs = {}
 
     def keep(name):
@@ -61,7 +75,7 @@ def layer_spreads(model, sdata) -> dict:
 
     handles = [layer.register_forward_hook(keep(name)) for name, layer in layers(module).items()]
     with torch.no_grad():
-        pred = module(patches, torch.from_numpy(grid), _adjacency(sec.centers, "cpu")).numpy()
+        pred = module(patches, torch.from_numpy(grid), window["adjacency"]).numpy()
     for h in handles:
         h.remove()
     rows = {}

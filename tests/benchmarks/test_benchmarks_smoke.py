@@ -271,3 +271,25 @@ def test_her2st_limits_on_two_real_sections(script, shared_data, tmp_path, capsy
         assert -1 < fold["ridge, 1 sections"] < fold["ceiling"]
         assert len(fold["ridge, 1 sections, each set"]) == 1
         assert fold["training spots, 1 sections"] > 100
+
+
+def test_thitogene_positions_scores_each_moved_grid(script, capsys):
+    params = json.dumps({**json.loads(TINY_THITOGENE), "microns_per_pixel": 2.0, "augment_positions": True})
+    argv = ["--synthetic", "400", "--train", "S1", "--test", "S2", "--max-time", "2", "--params", params]
+    result = script("thitogene_positions").main(argv)
+    assert json.loads(capsys.readouterr().out) == result
+    scores = result["test_pcc_m"]
+    assert list(scores) == ["as_is", "shifted_5", "mirrored_x", "transposed", "zeros", "permuted"]
+    assert all(-1 <= v <= 1 for v in scores.values())
+    assert result["epochs"] >= 1
+    assert result["train_seconds"] > 0
+
+
+def test_moved_grids_keep_the_spots_and_move_their_positions(script):
+    grid = np.array([[0, 0], [1, 0], [3, 2]])
+    moved = script("thitogene_positions").moved_grids(grid, seed=0)
+    np.testing.assert_array_equal(moved["shifted_5"], grid + 5)
+    np.testing.assert_array_equal(moved["mirrored_x"], [[3, 0], [2, 0], [0, 2]])
+    np.testing.assert_array_equal(moved["transposed"], [[0, 0], [0, 1], [2, 3]])
+    assert not moved["zeros"].any()
+    assert sorted(map(tuple, moved["permuted"])) == sorted(map(tuple, grid))

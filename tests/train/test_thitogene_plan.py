@@ -136,3 +136,23 @@ def test_rejects_windows_batch_norm_cannot_take(sections):
         _plan(sections, [], loss="l1")
     with pytest.raises(ValueError, match="`windows_per_epoch`"):
         _plan(sections, [], windows_per_epoch=0)
+
+
+def test_augment_positions_moves_each_window_rigidly_inside_the_table(sections):
+    train, val, _ = split_validation(sections, 0.2, seed=0)
+    fixed = _batches(_plan(train, val))[0]["grid"][0]
+    plan = _plan(train, val, augment_positions=True)
+    n_pos = plan.module.vit.position.n_pos
+    seen = set()
+    for epoch in range(6):
+        grid = _batches(plan, epoch)[0]["grid"][0]
+        assert grid.min() >= 0
+        assert grid.max() < n_pos
+        # a flip, transpose and shift of the lattice: every pair of spots keeps its grid distance
+        np.testing.assert_array_equal(_grid_distances(grid), _grid_distances(fixed))
+        seen.add(grid.tobytes())
+    assert len(seen) > 1
+
+
+def _grid_distances(grid: np.ndarray) -> np.ndarray:
+    return np.abs(grid[:, None] - grid[None]).sum(-1)

@@ -64,6 +64,9 @@ class THItoGene(BaseModel):
         Windows per training batch (the reference: one section).
     augment
         Random flips and 90° rotations of every patch and color jitter during training.
+    augment_positions
+        Random flips, transposes and shifts of each training window's grid positions (see
+        :class:`~histo2st.train.THItoGenePlan`).
     stain_normalization
         ``"macenko"`` normalizes every slide's stains to a reference fitted on the training sections, in training
         and prediction (each slide's own stains are estimated on its tissue); ``None`` uses the H&E as it is.
@@ -98,7 +101,7 @@ class THItoGene(BaseModel):
         "cpu": {"lr": 3e-4, "loss": "pixnet", "window_spots": 256, "epochs": 100, "patience": 10, "max_time": 420.0},
     }
     _plan_args = ("window_spots", "windows_per_epoch", "batch_size", "loss", "lam", "lr", "weight_decay", "encoder_lr",
-                  "augment")  # fmt: skip
+                  "augment", "augment_positions")  # fmt: skip
 
     def __init__(
         self,
@@ -116,6 +119,7 @@ class THItoGene(BaseModel):
         windows_per_epoch: int | None = None,
         batch_size: int = 1,
         augment: bool = True,
+        augment_positions: bool = False,
         dense_um: float | None = None,
         max_direct_spots: int = 100_000,
         grid_pitch_um: float | None = None,
@@ -217,8 +221,8 @@ class THItoGene(BaseModel):
 
 _MODEL_KEYS = (
     "patch_um", "patch_px", "loss", "lam", "lr", "weight_decay", "encoder_lr", "window_spots", "windows_per_epoch",
-    "batch_size", "augment", "dense_um", "max_direct_spots", "grid_pitch_um", "stain_normalization",
-    "target_components",
+    "batch_size", "augment", "augment_positions", "dense_um", "max_direct_spots", "grid_pitch_um",
+    "stain_normalization", "target_components",
 )  # fmt: skip
 
 
