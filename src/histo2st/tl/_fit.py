@@ -114,8 +114,8 @@ def fit(
     **hyperparameters
         Passed to the model class (e.g. PixNet's ``hidden_dim``, ``lr``, ``lam``, ``crop_px``, ``encoder``,
         ``encoder_weights``, ``cache_features``; THItoGene's ``lr``, ``encoder_lr``, ``loss``, ``patch_um``,
-        ``window_spots``, ``windows_per_epoch``, ``dense_um``; the ridge probe's ``encoder``, ``patch_px``,
-        ``n_components``).
+        ``window_spots``, ``windows_per_epoch``, ``augment_positions``, ``dense_um``; the ridge probe's ``encoder``,
+        ``patch_px``, ``n_components``).
 
     Returns
     -------
