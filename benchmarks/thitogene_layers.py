@@ -91,29 +91,41 @@ def layer_spreads(model, sdata) -> dict:
     }
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_options(parser, *, train: list[str], test: str, max_time: float | None) -> None:
+    """The options of the THItoGene diagnostics: data, sections, training time, more options, seed."""
     parser.add_argument("--root", default=None, help="data root; default $HISTO2ST_DATA, then ../shared/data")
     parser.add_argument("--synthetic", type=float, default=None, metavar="SIZE_UM",
                         help="dry run: each section a synthetic tissue of this size")  # fmt: skip
-    parser.add_argument("--train", nargs="+", default=["C2", "C3", "C4"])
-    parser.add_argument("--test", default="C5")
-    parser.add_argument("--max-time", type=float, default=50.0, help="training seconds")
+    parser.add_argument("--train", nargs="+", default=train)
+    parser.add_argument("--test", default=test)
+    parser.add_argument("--max-time", type=float, default=max_time,
+                        help="training seconds" if max_time else "training seconds; default the preset's")  # fmt: skip
     parser.add_argument("--params", type=json.loads, default={}, help="more THItoGene options, a JSON object")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
 
+
+def train_thitogene(args):
+    """Load ``--train`` and ``--test``, normalize, select the training sections' top 250 genes by mean, and train
+    THItoGene on the training sections with ``st.tl.fit``'s CPU preset. Returns the model and every loaded section."""
     import histo2st as st
 
-    clock = start_clock()
     names = [*args.train, args.test]
-    source = {"root": args.root, "synthetic_um": args.synthetic, "sections": names}
-    samples = load_sections(source, names)
+    samples = load_sections({"root": args.root, "synthetic_um": args.synthetic, "sections": names}, names)
     st.pp.normalize(samples)
     training = {name: samples[name] for name in args.train}
     st.pp.select_genes(training, n_top=250)
-    model = st.tl.fit(training, "thitogene", preset="cpu", max_time=args.max_time, seed=args.seed, progress=False,
-                      **args.params)  # fmt: skip
+    cap = {} if args.max_time is None else {"max_time": args.max_time}
+    model = st.tl.fit(training, "thitogene", preset="cpu", seed=args.seed, progress=False, **cap, **args.params)
+    return model, samples
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_options(parser, train=["C2", "C3", "C4"], test="C5", max_time=50.0)
+    args = parser.parse_args(argv)
+
+    clock = start_clock()
+    model, samples = train_thitogene(args)
     result = {
         "benchmark": "thitogene_layers",
         "provenance": provenance(clock),

@@ -17,8 +17,7 @@ import json
 
 import numpy as np
 from _common import jsonable, provenance, start_clock
-from her2st import load_sections
-from thitogene_layers import one_window
+from thitogene_layers import add_options, one_window, train_thitogene
 
 
 def moved_grids(grid: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -51,26 +50,11 @@ def position_scores(model, sdata, seed: int) -> dict[str, float]:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=None, help="data root; default $HISTO2ST_DATA, then ../shared/data")
-    parser.add_argument("--synthetic", type=float, default=None, metavar="SIZE_UM",
-                        help="dry run: each section a synthetic tissue of this size")  # fmt: skip
-    parser.add_argument("--train", nargs="+", default=["C3", "C4", "C5"])
-    parser.add_argument("--test", default="C2")
-    parser.add_argument("--max-time", type=float, default=None, help="training seconds; default the preset's")
-    parser.add_argument("--params", type=json.loads, default={}, help="more THItoGene options, a JSON object")
-    parser.add_argument("--seed", type=int, default=0)
+    add_options(parser, train=["C3", "C4", "C5"], test="C2", max_time=None)
     args = parser.parse_args(argv)
 
-    import histo2st as st
-
     clock = start_clock()
-    names = [*args.train, args.test]
-    samples = load_sections({"root": args.root, "synthetic_um": args.synthetic, "sections": names}, names)
-    st.pp.normalize(samples)
-    training = {name: samples[name] for name in args.train}
-    st.pp.select_genes(training, n_top=250)
-    cap = {} if args.max_time is None else {"max_time": args.max_time}
-    model = st.tl.fit(training, "thitogene", preset="cpu", seed=args.seed, progress=False, **cap, **args.params)
+    model, samples = train_thitogene(args)
     result = {
         "benchmark": "thitogene_positions",
         "provenance": provenance(clock),
